@@ -1,0 +1,30 @@
+"""Data: IDX reading, downloads, device-resident batches, MNIST and Fashion-MNIST datamodules."""
+
+from lightning_vae.data.celeba import CelebADataModule
+from lightning_vae.data.device_loader import DeviceLoader, EpochShardSampler, make_loader
+from lightning_vae.data.download import DownloadError, download_file
+from lightning_vae.data.folder import ImageFolderDataModule
+from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx
+from lightning_vae.data.mnist import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
+from lightning_vae.data.sources import FASHION_MNIST, MNIST, IDXDatasetSpec, IDXFile, locate_files
+
+__all__ = [
+    "FASHION_MNIST",
+    "MNIST",
+    "CelebADataModule",
+    "DeviceLoader",
+    "DownloadError",
+    "EpochShardSampler",
+    "FashionMNISTDataModule",
+    "IDXDataModule",
+    "IDXDatasetSpec",
+    "IDXError",
+    "IDXFile",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "download_file",
+    "idx_mismatch",
+    "locate_files",
+    "make_loader",
+    "read_idx",
+]

@@ -1,0 +1,270 @@
+"""Image files → uint8 (C, H, W) arrays, and a once-per-setting cache of a whole list of them.
+
+Decoding tens of thousands of JPEGs every epoch would cost more than training a small VAE on
+them, so a data set is preprocessed once into a single uint8 ``.npy`` file (memory-mapped on
+reading) whose name encodes every setting it depends on: a change of settings builds a new file,
+the same settings reuse the old one, and an interrupted build leaves only a temporary file that
+no later run trusts.
+"""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+CACHE_FORMAT_VERSION = 1
+"""Part of every cache key: bump it when `load_image` changes what it returns for a file."""
+
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_CHUNK = 256
+"""Images decoded per round of the thread pool: bounds the encoded bytes held in memory."""
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """How a file becomes a uint8 (channels, image_size, image_size) array.
+
+    Args:
+        image_size: side of the square output, in pixels.
+        channels: 1 (grey, ITU-R 601 luma) or 3 (RGB). Transparent pixels are composited over
+            black first, so what hides under them in the file does not matter.
+        crop_size: side of the square cut from the centre of the image before resizing (left and
+            top offsets ``(width - crop_size) // 2`` and ``(height - crop_size) // 2``). None cuts
+            the largest centred square, so nothing is stretched.
+        input_size: (width, height) every file must have, or None to accept any size. Data sets
+            whose crop only makes sense at one input size (aligned CelebA: 178x218) set it, so
+            a stray file fails loudly instead of being cropped somewhere else.
+    """
+
+    image_size: int
+    channels: int = 3
+    crop_size: int | None = None
+    input_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be a positive pixel count, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ValueError(f"crop_size must be positive or None, got {self.crop_size}")
+
+
+def load_image(
+    file: str | Path | bytes, transform: ImageTransform, *, name: str | None = None
+) -> np.ndarray:
+    """Decode one image file (any Pillow mode) into a uint8 array of shape (C, S, S).
+
+    `file` is a path or the file's bytes; `name` is what errors call it (default: the path).
+    The image is turned upright by its EXIF orientation, converted to `transform.channels`,
+    centre-cropped to `transform.crop_size` and resized (bilinear, antialiased) to
+    `transform.image_size`.
+    """
+    where = name or (str(file) if not isinstance(file, bytes) else "<image bytes>")
+    try:
+        with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(
+            f"{where}: cannot be decoded as an image ({error}); replace or remove this file"
+        ) from error
+
+    width, height = image.size
+    if transform.input_size is not None and (width, height) != tuple(transform.input_size):
+        want_w, want_h = transform.input_size
+        raise ValueError(
+            f"{where}: image is {width}x{height} (width x height), but every image here must be "
+            f"{want_w}x{want_h}; replace this file with an original one"
+        )
+    crop = transform.crop_size or min(width, height)
+    if crop > min(width, height):
+        raise ValueError(
+            f"{where}: crop_size={crop} does not fit in a {width}x{height} image; "
+            f"use crop_size <= {min(width, height)}, or None for the largest centred square"
+        )
+    return fit_image(image, transform.channels, crop, transform.image_size, where)
+
+
+def fit_image(image: Image.Image, channels: int, crop: int | None, size: int,
+              where: str) -> np.ndarray:
+    """A decoded image → uint8 (C, H, W): converted to `channels`, then its centred
+    `crop` x `crop` square cut out and resized (bilinear) to `size` x `size`; `crop=None` keeps
+    the image's own size. `where` names the image in errors."""
+    image = _convert_channels(image, channels, where)
+    if crop is not None:
+        left, top = (image.size[0] - crop) // 2, (image.size[1] - crop) // 2
+        image = image.crop((left, top, left + crop, top + crop))
+        if crop != size:  # resize(box=...) would blend in pixels from outside the crop
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+
+
+def _convert_channels(image: Image.Image, channels: int, where: str) -> Image.Image:
+    """Image in mode L (channels=1) or RGB (channels=3), whatever mode the file had."""
+    if image.mode == "F":
+        raise ValueError(
+            f"{where}: floating-point images have no fixed value range; save it as 8-bit first"
+        )
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # Pillow's own conversion clips 16-bit values at 255; scale 0..65535 onto 0..255.
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        image = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+    if (image.mode in _ALPHA_MODES or "transparency" in image.info
+            or (image.mode == "P" and image.palette.mode == "RGBA")):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def cache_file(
+    names: Sequence[str], root: str | Path, cache_dir: str | Path, transform: ImageTransform,
+    *, prefix: str,
+) -> Path:
+    """Where `build_uint8_cache` keeps the array for these files and settings.
+
+    The name reads ``{prefix}-{C}x{S}x{S}-crop{crop}-{key}.npy``; `key` hashes the transform,
+    `CACHE_FORMAT_VERSION` and the file list's fingerprint (names in order and byte sizes, not
+    contents: reading every file at each start would cost a good part of a rebuild). The
+    fingerprint leaves `root` out, so moving the data, or swapping a folder for the same files
+    in a .zip, keeps the cache.
+    """
+    settings = {
+        "format": CACHE_FORMAT_VERSION,
+        "transform": asdict(transform),
+        "files": _fingerprint(names, Path(root)),
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    size, crop = transform.image_size, transform.crop_size or "max"
+    return Path(cache_dir) / f"{prefix}-{transform.channels}x{size}x{size}-crop{crop}-{key}.npy"
+
+
+def build_uint8_cache(
+    names: Sequence[str], root: str | Path, cache_dir: str | Path, transform: ImageTransform,
+    *, prefix: str, progress: bool = True, num_threads: int | None = None,
+) -> np.ndarray:
+    """Preprocess the files once into a uint8 (N, C, S, S) array on disk; return it memory-mapped.
+
+    Args:
+        names: files in the order the rows should have, as paths relative to `root`.
+        root: a folder, or a ``.zip`` archive whose members are `names` (read without
+            extracting it).
+        cache_dir: folder for the ``.npy`` file (see `cache_file` for its name).
+        transform: what `load_image` does to each file.
+        prefix: start of the file name, saying what the data is (e.g. ``celeba-train``).
+        progress: show a tqdm bar while building.
+        num_threads: decoding threads (Pillow decodes and resizes without the GIL); default
+            one per CPU core, at most 8.
+
+    A file already there for the same settings is reused as is. A new one is written to a
+    temporary file in `cache_dir` and renamed into place only when complete, so an interrupted
+    or failed build never leaves a file a later run would trust (a killed process may leave a
+    hidden ``.*.tmp`` file there: it is never read, and can be deleted).
+    """
+    if not names:
+        raise ValueError(f"no image files to preprocess under {root}")
+    target = cache_file(names, root, cache_dir, transform, prefix=prefix)
+    if not target.exists():
+        _write_cache(names, Path(root), target, transform, progress, num_threads)
+    return np.load(target, mmap_mode="c")  # copy-on-write: writes never reach the file
+
+
+def _fingerprint(names: Sequence[str], root: Path) -> str:
+    """sha256 of the names in order with each file's size in bytes."""
+    digest = hashlib.sha256()
+    if root.suffix == ".zip":
+        try:
+            archive = zipfile.ZipFile(root)
+        except zipfile.BadZipFile as error:
+            raise ValueError(
+                f"{root}: not a readable zip archive ({error}); delete it and fetch it again"
+            ) from error
+        with archive:
+            for name in names:
+                try:
+                    digest.update(f"{name}\0{archive.getinfo(name).file_size}\n".encode())
+                except KeyError:
+                    raise FileNotFoundError(f"{root} has no member {name}") from None
+    else:
+        for name in names:
+            try:
+                digest.update(f"{name}\0{(root / name).stat().st_size}\n".encode())
+            except FileNotFoundError:
+                raise FileNotFoundError(f"image file {root / name} does not exist") from None
+    return digest.hexdigest()
+
+
+def _write_cache(
+    names: Sequence[str], root: Path, target: Path, transform: ImageTransform,
+    progress: bool, num_threads: int | None,
+) -> None:
+    shape = (len(names), transform.channels, transform.image_size, transform.image_size)
+    handle, temporary = _open_temporary(target, needed_bytes=int(np.prod(shape)))
+    threads = num_threads or min(8, os.cpu_count() or 1)
+    archive: zipfile.ZipFile | None = None
+
+    def read(name: str) -> bytes:
+        return archive.read(name) if archive is not None else (root / name).read_bytes()
+
+    def decode(name_and_bytes: tuple[str, bytes]) -> np.ndarray:
+        name, data = name_and_bytes
+        where = f"{root}:{name}" if archive is not None else str(root / name)
+        return load_image(data, transform, name=where)
+
+    try:
+        archive = zipfile.ZipFile(root) if root.suffix == ".zip" else None
+        with handle, ThreadPoolExecutor(threads) as pool, tqdm(
+            total=len(names), desc=f"Preprocessing {target.name}", unit="img",
+            disable=not progress,
+        ) as bar:
+            header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(handle, header)
+            for start in range(0, len(names), _CHUNK):
+                chunk = [(name, read(name)) for name in names[start:start + _CHUNK]]
+                for array in pool.map(decode, chunk):
+                    handle.write(array.tobytes())
+                bar.update(len(chunk))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        if archive is not None:
+            archive.close()
+        temporary.unlink(missing_ok=True)
+
+
+def _open_temporary(target: Path, needed_bytes: int) -> tuple[io.BufferedWriter, Path]:
+    """A new file beside `target` (same file system, so the final rename is atomic)."""
+    folder = target.parent
+    fix = "pass a writable cache_dir (for example cache_dir='/tmp/lightning-vae-cache')"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide a shared cache from others
+    except OSError as error:
+        raise PermissionError(
+            f"cannot write the preprocessed image cache in {folder} ({error.strerror}); {fix}"
+        ) from error
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        os.close(descriptor)
+        os.unlink(name)
+        raise OSError(
+            f"the preprocessed image cache needs {needed_bytes / 1e9:.2f} GB but {folder} has "
+            f"{free / 1e9:.2f} GB free; free some space or {fix}"
+        )
+    return os.fdopen(descriptor, "wb"), Path(name)

@@ -1,0 +1,185 @@
+"""MNIST and Fashion-MNIST as LightningDataModules: 28x28 grey images, batches on the device.
+
+One base class, :class:`IDXDataModule`, parameterised by a :class:`~.sources.IDXDatasetSpec`:
+
+- ``prepare_data`` (rank zero) only finds or downloads the four IDX files (:mod:`.sources`).
+- ``setup`` reads them and splits the 60 000 training images into train / validation with a
+  *fixed* seed (``SPLIT_SEED``), whatever ``seed`` is: every run validates on the same
+  ``val_size`` images, so validation numbers are comparable across seeds. ``val_size=0`` trains on
+  all 60 000 (the usual protocol when reporting test log-likelihoods).
+- Binarization (``binarize``): ``"none"`` gives grey levels in [0, 1]; ``"dynamic"`` draws a fresh
+  Bernoulli sample of each training batch (seeded by ``seed``, epoch and rank) while validation and
+  test use one fixed draw, so evaluation is deterministic; ``"static"`` uses that one fixed draw
+  (``BINARIZATION_SEED``) for every split. The fixed draws do not depend on ``seed`` either.
+
+Batches are ``(images, labels)``: float32 (B, 1, 28, 28) in [0, 1] and int64 (B,), produced on the
+training device by :class:`~.device_loader.DeviceLoader` (or a ``DataLoader``, see ``loader``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from lightning_vae.data.device_loader import (
+    DeviceLoader,
+    LoaderKind,
+    binarize_once,
+    make_loader,
+    placement_of,
+)
+from lightning_vae.data.idx import read_idx
+from lightning_vae.data.sources import FASHION_MNIST, MNIST, IDXDatasetSpec, locate_files
+
+Binarize = Literal["none", "dynamic", "static"]
+SPLIT_SEED = 0
+BINARIZATION_SEED = 0  # the fixed draw; the test split uses BINARIZATION_SEED + 1
+
+
+class IDXDataModule(pl.LightningDataModule):
+    """A 28x28 grey-level IDX data set (MNIST layout) with a seeded train/validation split.
+
+    Args:
+        data_dir: where to look for the files (also ``data_dir/<Name>/raw``) and download them.
+        batch_size: training batch size.
+        binarize: ``"none"``, ``"dynamic"`` (fresh draw per training batch) or ``"static"``.
+        val_size: images held out of the 60 000 training images for validation (fixed seed).
+        seed: seed of the training order and of the dynamic binarization noise.
+        download: fetch missing files from the canonical mirrors; False never uses the network.
+        loader: ``"auto"`` (device-resident when it fits a memory budget), ``"device"`` or
+            ``"dataloader"`` (a ``DataLoader`` with workers).
+        drop_last: drop the last incomplete training batch (and, under DDP, the uneven tail
+            of the shards, as ``DistributedSampler(drop_last=True)``).
+        eval_batch_size: validation/test batch size (default: ``batch_size``).
+    """
+
+    spec: IDXDatasetSpec
+    dataset_name: str
+    image_shape = (1, 28, 28)
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        binarize: Binarize = "dynamic",
+        val_size: int = 5000,
+        seed: int = 0,
+        download: bool = True,
+        loader: LoaderKind = "auto",
+        drop_last: bool = False,
+        eval_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if binarize not in ("none", "dynamic", "static"):
+            raise ValueError(f"binarize={binarize!r}: expected 'none', 'dynamic' or 'static'")
+        if loader not in ("auto", "device", "dataloader"):
+            raise ValueError(f"loader={loader!r}: expected 'auto', 'device' or 'dataloader'")
+        if val_size < 0:
+            raise ValueError(f"val_size={val_size} must be non-negative")
+        self.save_hyperparameters()
+        self.data_dir, self.batch_size, self.binarize = data_dir, batch_size, binarize
+        self.val_size, self.seed, self.download, self.loader = val_size, seed, download, loader
+        self.drop_last = drop_last
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def preprocessing(self) -> dict[str, object]:
+        """The input convention a model trained on this data keeps (``lightning_vae.preprocess``):
+        whole images, binarized as ``binarize`` says."""
+        return {"binarize": self.binarize, "crop_size": None, "input_size": None}
+
+    def prepare_data(self) -> None:
+        """Find the files on disk or download them (Lightning calls this on rank zero only)."""
+        locate_files(self.spec, self.data_dir, download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the files and build the ``train`` / ``val`` / ``test`` uint8 splits (once)."""
+        if self.splits:
+            return
+        files = locate_files(self.spec, self.data_dir, download=False)
+        train_images, train_labels = _read_pair(files["train_images"], files["train_labels"])
+        test_images, test_labels = _read_pair(files["test_images"], files["test_labels"])
+        if self.val_size >= len(train_images):
+            raise ValueError(
+                f"val_size={self.val_size} leaves no training images: {files['train_images']} "
+                f"holds {len(train_images)}; pass a smaller val_size."
+            )
+        grey_train = train_images
+        if self.binarize != "none":  # one fixed draw, shared by "static" and dynamic evaluation
+            train_images = binarize_once(train_images, BINARIZATION_SEED)
+            test_images = binarize_once(test_images, BINARIZATION_SEED + 1)
+        generator = torch.Generator().manual_seed(SPLIT_SEED)
+        order = torch.randperm(len(train_images), generator=generator)
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        fit_images = grey_train if self.binarize == "dynamic" else train_images
+        self.splits = {
+            "train": (fit_images[train_idx], train_labels[train_idx]),
+            "val": (train_images[val_idx], train_labels[val_idx]),
+            "test": (test_images, test_labels),
+        }
+
+    def _loader(self, split: str, train: bool) -> DeviceLoader | DataLoader:
+        if not self.splits:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before the dataloaders")
+        images, labels = self.splits[split]
+        device, rank, world_size = placement_of(self.trainer)
+        return make_loader(
+            images,
+            labels,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            binarize=train and self.binarize == "dynamic",
+            seed=self.seed,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+            even_shards=train,
+            loader=self.loader,
+        )
+
+    def train_dataloader(self) -> DeviceLoader | DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DeviceLoader | DataLoader | list:
+        return self._loader("val", train=False) if self.val_size else []
+
+    def test_dataloader(self) -> DeviceLoader | DataLoader:
+        return self._loader("test", train=False)
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:
+    """IDX images (N, 28, 28) and labels (N,) → uint8 (N, 1, 28, 28) and int64 (N,)."""
+    images = torch.from_numpy(read_idx(images_path)).unsqueeze(1)
+    labels = torch.from_numpy(read_idx(labels_path)).long()
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+            "labels: the files come from different data sets; delete them and download again."
+        )
+    return images, labels
+
+
+class MNISTDataModule(IDXDataModule):
+    """MNIST handwritten digits (LeCun et al., 1998); dynamically binarized by default."""
+
+    spec = MNIST
+    dataset_name = "mnist"
+
+
+class FashionMNISTDataModule(IDXDataModule):
+    """Fashion-MNIST clothing images (Xiao et al., 2017); grey levels by default."""
+
+    spec = FASHION_MNIST
+    dataset_name = "fashion_mnist"
+
+    def __init__(
+        self, data_dir: str = "data", batch_size: int = 128, binarize: Binarize = "none", **kwargs
+    ) -> None:
+        super().__init__(data_dir, batch_size, binarize, **kwargs)

@@ -1,0 +1,164 @@
+"""Where the MNIST-family IDX files come from, and where to find copies already on disk.
+
+A :class:`IDXDatasetSpec` names a data set's four files, their shapes, the canonical ``.gz``
+checksums (as torchvision lists them) and the mirrors. :func:`locate_files` reuses any copy it can
+recognise before downloading: in ``data_dir``, in torchvision's layout ``data_dir/<Name>/raw``, the
+same two under ``$LIGHTNING_VAE_DATA``, and system folders such as Debian's
+``/usr/share/datasets/fashion-mnist``. A file is recognised by its IDX header and uncompressed size
+(:func:`~lightning_vae.data.idx.idx_mismatch`), gzipped or not, never by the ``.gz`` hash:
+recompressed copies hold identical IDX bytes under a different MD5.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning_vae.data.download import download_file
+from lightning_vae.data.idx import idx_mismatch
+
+DATA_ENV = "LIGHTNING_VAE_DATA"
+SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+@dataclass(frozen=True)
+class IDXFile:
+    """One IDX file: its canonical (gzipped) name, that ``.gz``'s MD5, and the array shape.
+
+    Copies on disk are recognised by the shape after its first axis, so a subset (a tiny test
+    copy, say) in ``data_dir`` is used as is; the canonical length is ``shape[0]``.
+    """
+
+    name: str
+    md5: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class IDXDatasetSpec:
+    """A data set stored as IDX files: folder name, mirrors, files keyed by ``SPLIT_FILES``."""
+
+    name: str
+    mirrors: tuple[str, ...]
+    files: dict[str, IDXFile]
+    system_dirs: tuple[Path, ...] = ()
+    install_hint: str = ""
+
+
+def _mnist_layout(md5s: tuple[str, str, str, str]) -> dict[str, IDXFile]:
+    names = (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    )
+    shapes = ((60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
+    return {
+        key: IDXFile(name, md5, shape)
+        for key, name, md5, shape in zip(SPLIT_FILES, names, md5s, shapes, strict=True)
+    }
+
+
+# Checksums from torchvision/datasets/mnist.py (MNIST.resources, FashionMNIST.resources).
+MNIST = IDXDatasetSpec(
+    name="MNIST",
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    files=_mnist_layout(
+        (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        )
+    ),
+)
+
+FASHION_MNIST = IDXDatasetSpec(
+    name="FashionMNIST",
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    files=_mnist_layout(
+        (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        )
+    ),
+    system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    install_hint="on Debian/Ubuntu, `sudo apt-get install dataset-fashion-mnist`",
+)
+
+
+def search_dirs(spec: IDXDatasetSpec, data_dir: str | Path) -> list[Path]:
+    """Folders searched, in order: data_dir, data_dir/<Name>/raw, the same under
+    $LIGHTNING_VAE_DATA, then the spec's system folders."""
+    roots = [Path(data_dir)]
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]))
+    dirs = [d for root in roots for d in (root, root / spec.name / "raw")]
+    return dirs + list(spec.system_dirs)
+
+
+def download_dir(spec: IDXDatasetSpec, data_dir: str | Path) -> Path:
+    """Where downloads go: torchvision's layout, ``data_dir/<Name>/raw``."""
+    return Path(data_dir) / spec.name / "raw"
+
+
+def _find(spec_file: IDXFile, dirs: list[Path], rejected: list[str]) -> Path | None:
+    """The first ``name`` or ``name`` without ``.gz`` in ``dirs`` holding the expected IDX array."""
+    raw_name = spec_file.name.removesuffix(".gz")
+    for folder in dirs:
+        for candidate in (folder / spec_file.name, folder / raw_name):
+            if not candidate.is_file():
+                continue
+            problem = idx_mismatch(candidate, (None, *spec_file.shape[1:]))
+            if problem is None:
+                return candidate
+            rejected.append(f"  {candidate}: {problem}")
+            logging.getLogger(__name__).warning("ignoring %s: %s", candidate, problem)
+    return None
+
+
+def locate_files(
+    spec: IDXDatasetSpec,
+    data_dir: str | Path,
+    download: bool,
+    *,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Paths of the spec's files keyed by ``SPLIT_FILES``, reusing copies on disk.
+
+    Missing files are downloaded into ``data_dir/<Name>/raw`` when ``download`` is True (checked
+    against the canonical MD5s); otherwise no network is touched and a FileNotFoundError says
+    where we looked and how to get the data.
+    """
+    dirs = search_dirs(spec, data_dir)
+    rejected: list[str] = []
+    found = {key: _find(f, dirs, rejected) for key, f in spec.files.items()}
+    missing = [key for key, path in found.items() if path is None]
+    if missing and download:
+        target = download_dir(spec, data_dir)
+        for key in missing:
+            f = spec.files[key]
+            urls = [mirror + f.name for mirror in spec.mirrors]
+            found[key] = download_file(urls, target / f.name, f"md5:{f.md5}", progress=progress)
+    elif missing:
+        names = ", ".join(spec.files[key].name for key in missing)
+        looked = "\n".join(f"  {d}" for d in dirs)
+        bad = ("\nFiles found but not usable:\n" + "\n".join(rejected)) if rejected else ""
+        how = [
+            f"pass download=True to fetch them into {download_dir(spec, data_dir)}",
+            f"or put them (gzipped or not) in one of the folders above, or set ${DATA_ENV}",
+        ]
+        if spec.install_hint:
+            how.insert(1, f"or {spec.install_hint}")
+        raise FileNotFoundError(
+            f"{spec.name}: {names} not found (download=False). Looked in:\n{looked}{bad}\n"
+            f"To get the data: " + "; ".join(how) + "."
+        )
+    return {key: path for key, path in found.items() if path is not None}

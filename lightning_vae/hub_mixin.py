@@ -1,0 +1,313 @@
+"""The saved form of a VAE, and huggingface_hub's mixin that writes and reads it.
+
+A model folder (local, or a Hub repository) holds:
+
+- ``config.json``: the VAE's constructor arguments plus ``lightning_vae_version``, the package
+  version that wrote them (a newer major version is refused: its format may differ);
+- ``model.safetensors``: the weights. Nothing else is ever read from a download, and nothing is
+  unpickled, so loading a model runs no code from it;
+- ``README.md``, the model card, and ``samples.png``, the picture it shows.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from huggingface_hub import PyTorchModelHubMixin, constants, get_token, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalTokenNotFoundError,
+    RemoteEntryNotFoundError,
+)
+from huggingface_hub.repocard import ModelCard
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model
+from torch import Tensor
+
+import lightning_vae
+from lightning_vae.images_grid import make_grid, save_png
+from lightning_vae.model_card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
+from lightning_vae.nets import available_architectures
+
+CONFIG_FILE = constants.CONFIG_NAME
+WEIGHTS_FILE = constants.SAFETENSORS_SINGLE_FILE
+CARD_FILE = "README.md"
+VERSION_KEY = "lightning_vae_version"
+CARD_KWARGS = [*sorted(CardFacts.__dataclass_fields__), "images"]
+T = TypeVar("T", bound="VAEHubMixin")
+
+
+def require_token(repo_id: str, token: str | None) -> str:
+    """The token to push with (``token``, else ``HF_TOKEN`` or the login's), checked before any
+    upload starts so that a push without credentials fails at once and changes nothing."""
+    token = token or get_token()
+    if not token:
+        raise LocalTokenNotFoundError(
+            f"cannot push to {repo_id!r}: no Hugging Face token found. Log in with "
+            "`hf auth login`, set the HF_TOKEN environment variable, or pass token=...; "
+            "nothing was uploaded."
+        )
+    return token
+
+
+class VAEHubMixin(
+    PyTorchModelHubMixin,
+    library_name="lightning-vae",
+    tags=["vae", "pytorch-lightning"],
+    repo_url=REPO_URL,
+    docs_url=f"{REPO_URL}#readme",
+    license="apache-2.0",
+    pipeline_tag=TASK,
+):
+    """``save_pretrained``, ``from_pretrained`` and ``push_to_hub`` for :class:`~lightning_vae.VAE`.
+
+    The signatures are huggingface_hub's; what differs: weights are safetensors only, saving is
+    atomic, and the model card states the model's numbers (see :meth:`save_pretrained`).
+    """
+
+    @classmethod
+    def argument_names(cls) -> list[str]:
+        """The constructor's arguments: what config.json holds besides the version."""
+        return [name for name in cls._hub_mixin_init_parameters if name != "self"]
+
+    def hub_config(self) -> dict[str, Any]:
+        """The constructor arguments (as JSON values) plus the package version writing them."""
+        config = {name: self.hparams[name] for name in self.argument_names()
+                  if name in self.hparams}
+        try:
+            config = json.loads(json.dumps(config))
+        except TypeError as error:
+            raise TypeError(
+                f"{type(self).__name__} arguments must be JSON values to be saved: {error}; "
+                "pass plain numbers, strings, lists and dicts to the constructor"
+            ) from None
+        return config | {VERSION_KEY: lightning_vae.__version__}
+
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write config.json, model.safetensors, README.md and samples.png into
+        ``save_directory``.
+
+        ``model_card_kwargs`` takes the fields of :class:`~lightning_vae.model_card.CardFacts`
+        (``dataset``, ``steps``, ``val_elbo``, ``test_elbo``, ...: what the card reports) and
+        ``images``, a batch (B, C, H, W) in [0, 1] shown above its reconstructions.
+
+        Saving is atomic: everything is written into a temporary sibling folder, then moved in
+        file by file with config.json last, after removing any old one. An interrupted save
+        leaves a folder without config.json, which never loads as a model. Other files in the
+        folder are kept; README.md is replaced, since it states this model's numbers.
+        """
+        if config is not None:
+            raise ValueError(
+                "config.json of a VAE is written from its constructor arguments; build the "
+                "model with the arguments you want instead of passing config="
+            )
+        card_kwargs = dict(model_card_kwargs or {})
+        images = card_kwargs.pop("images", None)
+        if unknown := sorted(set(card_kwargs) - set(CARD_KWARGS)):
+            raise ValueError(f"unknown model_card_kwargs {unknown}; choose from {CARD_KWARGS}")
+        model_config = self.hub_config()
+        target = Path(save_directory).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}.", suffix=".partial",
+                                         dir=target.parent) as staging_dir:
+            staging = Path(staging_dir)
+            self._save_pretrained(staging)
+            save_png(self.card_picture(images), staging / PICTURE_FILE)
+            card = self.generate_model_card(CardFacts(**card_kwargs), images is not None)
+            card.save(staging / CARD_FILE)
+            (staging / CONFIG_FILE).write_text(json.dumps(model_config, sort_keys=True, indent=2))
+            target.mkdir(exist_ok=True)
+            (target / CONFIG_FILE).unlink(missing_ok=True)
+            for name in (WEIGHTS_FILE, PICTURE_FILE, CARD_FILE, CONFIG_FILE):
+                os.replace(staging / name, target / name)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or target.name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None,
+                    model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
+        """Save to a temporary folder and upload it to ``repo_id`` (huggingface_hub's
+        ``push_to_hub``: ``private``, ``commit_message``, ``branch``, ... as there), after
+        checking for credentials. The card's loading snippet names ``repo_id``."""
+        token = require_token(repo_id, token)
+        card_kwargs = {"repo_id": repo_id} | (model_card_kwargs or {})
+        return super().push_to_hub(repo_id, token=token, model_card_kwargs=card_kwargs, **kwargs)
+
+    def generate_model_card(self, facts: CardFacts | None = None,
+                            reconstructions: bool = False) -> ModelCard:
+        """The model card: metadata for the Hub and a body stating the model and its numbers."""
+        return build_model_card(self.hub_config(), facts or CardFacts(),
+                                self._hub_mixin_info.model_card_data, reconstructions)
+
+    @torch.no_grad()
+    def card_picture(self, images: Tensor | None = None, columns: int = 8) -> np.ndarray:
+        """The card's picture as a uint8 array: up to ``columns`` of ``images`` above their
+        reconstructions (when images are given), then two rows of prior samples (seed 0, so
+        the same model always gives the same picture)."""
+        was_training = self.training
+        self.eval()
+        try:
+            rows = []
+            if images is not None:
+                if tuple(images.shape[1:]) != tuple(self.image_shape):
+                    raise ValueError(
+                        f"card images have shape {tuple(images.shape[1:])} but the model takes "
+                        f"{tuple(self.image_shape)}; pass images from the model's data set"
+                    )
+                columns = min(columns, len(images))
+                inputs = images[:columns].to(device=self.device, dtype=self.dtype)
+                rows += [inputs, self.reconstruct(inputs)]
+            generator = torch.Generator(device=self.device).manual_seed(0)
+            rows.append(self.sample(2 * columns, generator=generator))
+            return make_grid(torch.cat(rows), nrow=columns)
+        finally:
+            self.train(was_training)
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        map_location: str | torch.device = "cpu",
+        **model_kwargs: Any,
+    ) -> T:
+        """A model from a local folder or a Hub repository id (``"user/name"``), in eval mode.
+
+        Hub files go through huggingface_hub's cache (``cache_dir``, default ``HF_HUB_CACHE``),
+        so ``HF_HUB_OFFLINE=1`` serves them from there. ``model_kwargs`` override config
+        values (e.g. ``lr`` to fine-tune with). Only config.json and model.safetensors are read.
+        """
+        source = str(pretrained_model_name_or_path)
+        download = {"revision": revision, "cache_dir": cache_dir, "token": token,
+                    "force_download": force_download, "local_files_only": local_files_only}
+        config = cls._read_config(_fetch(source, CONFIG_FILE, download), source)
+        try:
+            model = cls(**(config | model_kwargs))
+        except ValueError as error:
+            raise ValueError(f"{source}: config.json does not build a model: {error}") from None
+        _load_weights(model, _fetch(source, WEIGHTS_FILE, download), source)
+        return model.to(map_location).eval()
+
+    @classmethod
+    def _read_config(cls, path: Path, source: str) -> dict[str, Any]:
+        """Constructor arguments from config.json, refused when a newer major version wrote them,
+        when they hold options this version does not know, or name an unregistered architecture.
+        """
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} (of {source}) is not valid JSON: {error}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} (of {source}) must hold a JSON object, got {config!r}")
+        version = config.pop(VERSION_KEY, None)
+        if version is not None and _major(version, path) > _major(lightning_vae.__version__, path):
+            raise ValueError(
+                f"{source}: config.json was written by lightning-vae {version}, a newer major "
+                f"version than this one ({lightning_vae.__version__}); upgrade with "
+                "`pip install -U lightning-vae`"
+            )
+        if unknown := sorted(set(config) - set(cls.argument_names())):
+            raise ValueError(
+                f"{source}: config.json has options this lightning-vae "
+                f"({lightning_vae.__version__}) does not know: {unknown} (written by "
+                f"{version or 'an unknown version'}); upgrade lightning-vae, or remove them if "
+                "the file was edited by hand"
+            )
+        arch = config.get("arch", cls._hub_mixin_init_parameters["arch"].default)
+        if arch not in available_architectures():
+            raise ValueError(
+                f"{source}: config.json names architecture {arch!r}, which is not registered "
+                f"here (registered: {available_architectures()}); import the module that "
+                "registers it (lightning_vae.register_architecture) before loading"
+            )
+        return config
+
+
+def _major(version: object, path: Path) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        raise ValueError(f"{path}: unreadable {VERSION_KEY} {version!r}") from None
+
+
+def _fetch(source: str, filename: str, download: dict[str, Any]) -> Path:
+    """``filename`` from the local folder ``source``, or from the Hub repo ``source`` through
+    huggingface_hub's cache."""
+    if os.path.isdir(source):
+        path = Path(source) / filename
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{source} has no {filename}, so it is not a complete model folder; write one "
+                "with model.save_pretrained(folder) or `lightning-vae export CHECKPOINT FOLDER`"
+            )
+        return path
+    if os.path.isfile(source):
+        raise FileNotFoundError(
+            f"{source} is a file, not a model folder; if it is a Lightning checkpoint, turn it "
+            f"into one with `lightning-vae export {source} FOLDER`"
+        )
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise FileNotFoundError(f"no model folder at {source}")
+    revision = download["revision"] or "main"
+    try:
+        return Path(hf_hub_download(repo_id=source, filename=filename, **download))
+    except RemoteEntryNotFoundError:
+        raise FileNotFoundError(
+            f"Hub repo {source!r} (revision {revision}) has no {filename}: it does not hold a "
+            "lightning-vae model; push a complete folder with `lightning-vae push`"
+        ) from None
+    except EntryNotFoundError as error:  # the local variant: not cached, and no connection
+        raise FileNotFoundError(
+            f"{filename} of Hub repo {source!r} (revision {revision}) is not in the Hugging "
+            f"Face cache and could not be downloaded ({error}); connect to the Hub once "
+            "(unset HF_HUB_OFFLINE), or pass cache_dir= where it was downloaded"
+        ) from None
+
+
+def _load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
+    """Load safetensors weights, checking every stored shape against the model the config
+    built, so that mismatched files fail with the tensors at fault named."""
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    try:
+        with safe_open(path, framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+        mismatched = [f"{name}: stored {shape}, config builds {expected[name]}"
+                      for name, shape in stored.items()
+                      if name in expected and shape != expected[name]]
+        if mismatched:
+            raise ValueError(
+                f"{path} (of {source}) does not fit the model its config.json describes:\n  "
+                + "\n  ".join(mismatched)
+                + "\nconfig.json and model.safetensors come from different models; save both "
+                "again with save_pretrained"
+            )
+        missing, unexpected = load_model(model, path, strict=False)
+    except SafetensorError as error:
+        raise ValueError(
+            f"{path} (of {source}) is not a readable safetensors file ({error}); it may be "
+            "truncated: download it again with force_download=True, or save the model again"
+        ) from None
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} (of {source}) does not fit the model its config.json describes: missing "
+            f"{missing}, unexpected {unexpected}; save config and weights again together"
+        )

@@ -1,0 +1,57 @@
+"""Image batches → one picture: a grid as a uint8 array (for PNG files and image panels).
+
+Pillow writes the PNG; torchvision is not needed (and not a dependency).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def make_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, padding: int = 2,
+              pad_value: float = 0.5) -> np.ndarray:
+    """Tile images of shape (N, C, H, W) with values in [0, 1] into one uint8 picture.
+
+    ``nrow`` images go in each row; ``padding`` pixels of grey ``pad_value`` separate them (grey
+    shows against both black and white backgrounds). Values outside [0, 1] are clipped. Returns
+    (height, width) for one channel and (height, width, 3) for three: what
+    ``PIL.Image.fromarray`` and image panels take.
+    """
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().float().numpy()
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
+        raise ValueError(
+            f"make_grid needs a non-empty batch of shape (N, 1 or 3, H, W), got {images.shape}"
+        )
+    if nrow < 1 or padding < 0:
+        raise ValueError(f"make_grid needs nrow >= 1 and padding >= 0, got {nrow}, {padding}")
+    n, channels, height, width = images.shape
+    ncol = min(nrow, n)
+    nrows = -(-n // ncol)
+    grid = np.full(
+        (channels, padding + nrows * (height + padding), padding + ncol * (width + padding)),
+        pad_value, dtype=np.float32,
+    )
+    for index, image in enumerate(images):
+        top = padding + (index // ncol) * (height + padding)
+        left = padding + (index % ncol) * (width + padding)
+        grid[:, top:top + height, left:left + width] = image
+    pixels = np.round(np.clip(np.nan_to_num(grid), 0.0, 1.0) * 255).astype(np.uint8)
+    return pixels[0] if channels == 1 else pixels.transpose(1, 2, 0)
+
+
+def save_png(picture: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 (H, W) grey or (H, W, 3) RGB array, e.g. from :func:`make_grid`, as PNG."""
+    if picture.dtype != np.uint8 or not (
+        picture.ndim == 2 or (picture.ndim == 3 and picture.shape[2] == 3)
+    ):
+        raise ValueError(
+            f"save_png needs a uint8 (H, W) or (H, W, 3) array, got {picture.dtype} "
+            f"{picture.shape}; build it with make_grid"
+        )
+    path = Path(path)
+    Image.fromarray(picture).save(path, format="PNG")
+    return path

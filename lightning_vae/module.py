@@ -1,0 +1,276 @@
+"""The VAE LightningModule: encoder → diagonal-Gaussian posterior → decoder → likelihood,
+trained on the β-weighted negative ELBO and logging every ELBO term at every step."""
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MeanSquaredError
+
+from lightning_vae.data.device_loader import noise_seed
+from lightning_vae.distributions import DiagonalGaussian
+from lightning_vae.hub_mixin import VAEHubMixin
+from lightning_vae.likelihoods import build_likelihood
+from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
+from lightning_vae.nets import build_architecture
+from lightning_vae.objectives import build_schedule
+from lightning_vae.preprocess import (
+    ImageInput,
+    OutputType,
+    Preprocessing,
+    postprocess_images,
+    preprocess_images,
+)
+
+ELBO_TERMS = ("loss", "recon", "kl", "elbo")
+NOISE_STREAMS = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class VAEOutput:
+    """One pass through the model: the posterior, the latent drawn from it and p(x|z)."""
+
+    posterior: DiagonalGaussian
+    z: Tensor
+    likelihood: Any
+
+
+class Reparameterize(nn.Module):
+    """The sampler: encoder output (B, 2D) → posterior q(z|x), drawn from as z = μ + σ·ε."""
+
+    def forward(self, params: Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian.from_params(params)
+
+
+class VAE(pl.LightningModule, VAEHubMixin):
+    """A variational autoencoder (Kingma & Welling 2014) with β-weighting (Higgins et al. 2017).
+
+    Every constructor argument is JSON-serialisable, so a saved config rebuilds the model.
+    Losses are in nats per example: summed over pixels and latent dimensions, averaged over
+    the batch.
+
+    Args:
+        arch: a registered architecture name ("mlp", "conv", or one you registered).
+        image_shape: (channels, height, width) of the input images, pixel values in [0, 1].
+        latent_dim: number of latent dimensions.
+        arch_options: keyword options of the architecture (widths, activation, ...).
+        likelihood: "bernoulli" (binary or [0, 1] images, from logits) or "gaussian".
+        likelihood_options: e.g. ``{"sigma": 0.1, "learn_sigma": True}`` for "gaussian".
+        beta: weight of the KL term (γ for the capacity objective).
+        beta_schedule: "constant" or a dict such as ``{"name": "linear", "steps": 5000}``,
+            ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
+            ``{"name": "capacity", "capacity_max": 25, "steps": 100000}``.
+        optimizer: "adam" or "adamw".
+        lr: learning rate.
+        weight_decay: decoupled (adamw) or L2 (adam) weight decay.
+        iw_samples: k of the importance-weighted bound logged as ``test/nll_iw`` (0 turns it
+            off). 5000 by default, the k of Burda et al. 2016 and the papers after it, so the
+            number compares with published ones. It costs k decoder passes per test image:
+            seconds per image on a CPU, so pass fewer (or 0) there.
+        iw_chunk_size: samples per image decoded at once for ``test/nll_iw``: memory grows with
+            iw_chunk_size × test batch size and not with k; lower it if testing runs out of memory.
+        preprocessing: how the training images were prepared beyond ``image_shape``: the
+            datamodule's ``preprocessing`` property (``binarize``, ``crop_size``,
+            ``input_size``; see :mod:`lightning_vae.preprocess`), which ``lightning-vae fit``
+            passes here. :meth:`preprocess` applies it to new images; None means whole images,
+            grey levels.
+    """
+
+    def __init__(
+        self,
+        arch: str = "conv",
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        latent_dim: int = 32,
+        arch_options: dict[str, Any] | None = None,
+        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        likelihood_options: dict[str, Any] | None = None,
+        beta: float = 1.0,
+        beta_schedule: str | dict[str, Any] = "constant",
+        optimizer: Literal["adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        iw_samples: int = 5000,
+        iw_chunk_size: int = 100,
+        preprocessing: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ValueError(f"image_shape must be (channels, height, width), got {image_shape}")
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        if optimizer not in ("adam", "adamw"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose 'adam' or 'adamw'")
+        self.image_shape = image_shape
+        self.latent_dim = latent_dim
+        self.preprocessing = Preprocessing.from_dict(preprocessing)
+        self.encoder, self.decoder = build_architecture(
+            arch, image_shape, latent_dim, out_channels=image_shape[0], options=arch_options)
+        self.sampler = Reparameterize()
+        self.likelihood_head = build_likelihood(
+            likelihood, image_shape[0], **(likelihood_options or {}))
+        self.objective = build_schedule(beta, beta_schedule)
+        self.eval_means = nn.ModuleDict({
+            stage: nn.ModuleDict({term: MeanMetric() for term in ELBO_TERMS})
+            for stage in ("val", "test")
+        })
+        if iw_samples < 0:
+            raise ValueError(f"iw_samples must be >= 0 (0 turns test/nll_iw off), got {iw_samples}")
+        self.active_units = nn.ModuleDict({
+            stage: ActiveUnits(latent_dim) for stage in ("val", "test")})
+        self.test_kl_per_dim = KLPerDimension(latent_dim)
+        self.test_mse = MeanSquaredError()
+        self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
+
+    # --- the model -------------------------------------------------------------------------
+
+    def preprocess(self, images: ImageInput) -> Tensor:
+        """Images of any size and kind (uint8 or float tensors and arrays, PIL images; one, a
+        batch or a list) → the batch (B, *image_shape) this model was trained on, on its device
+        (see :mod:`lightning_vae.preprocess`). A batch from its datamodule passes unchanged."""
+        batch = preprocess_images(images, self.image_shape, self.preprocessing)
+        return batch.to(device=self.device, dtype=self.dtype)
+
+    def postprocess(self, images: Tensor, output_type: OutputType = "uint8") -> Tensor | list:
+        """Decoder output in [0, 1] → uint8 (B, C, H, W) (``"uint8"``) or PIL images (``"pil"``)."""
+        return postprocess_images(images, output_type)
+
+    def encode(self, images: ImageInput) -> DiagonalGaussian:
+        """q(z|x) for images of any kind :meth:`preprocess` takes."""
+        return self.sampler(self.encoder(self.preprocess(images)))
+
+    def likelihood(self, z: Tensor) -> Any:
+        """p(x|z): a distribution over images with ``log_prob`` and ``mean``."""
+        return self.likelihood_head(self.decoder(z))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The expected image under p(x|z), in [0, 1]."""
+        return self.likelihood(z).mean
+
+    def forward(self, x: Tensor) -> VAEOutput:
+        """One pass on a prepared batch (B, *image_shape), as training sees it."""
+        posterior = self.sampler(self.encoder(x))
+        z = posterior.rsample()
+        return VAEOutput(posterior, z, self.likelihood(z))
+
+    @torch.no_grad()
+    def reconstruct(self, images: ImageInput) -> Tensor:
+        """Decode the posterior mean of each image: the deterministic reconstruction, in [0, 1]
+        (images of any kind :meth:`preprocess` takes; :meth:`postprocess` makes it displayable).
+        """
+        return self.decode(self.encode(images).mean)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images decoded from prior draws z ~ N(0, I), shape (n, *image_shape)."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device,
+                        dtype=self.dtype)
+        return self.decode(z)
+
+    def elbo(self, x: Tensor) -> dict[str, Tensor]:
+        """Per-example ``recon`` (−log p(x|z)), ``kl`` and ``elbo`` (= −recon − kl), in nats,
+        from one posterior sample."""
+        return self._elbo_terms(x)[1]
+
+    def _elbo_terms(self, x: Tensor) -> tuple[VAEOutput, dict[str, Tensor]]:
+        out = self(x)
+        recon = -out.likelihood.log_prob(x)
+        kl = out.posterior.kl()
+        return out, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
+
+    # --- sampling noise ----------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        # The run's seed: seed_everything's (the same on every rank), else torch's.
+        self._noise_base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
+
+    def _seed_noise(self, stream: str, *position: int) -> None:
+        """Seed the global generator, which draws ε (and the IW samples), from (run seed, rank,
+        stream, position). seed_everything gives all DDP ranks one seed, so without this they
+        would draw the same ε; and a resumed run, whose step counter is restored, draws the ε of
+        an uninterrupted one (Lightning does not checkpoint generator states)."""
+        torch.manual_seed(noise_seed(
+            self._noise_base, self.global_rank, NOISE_STREAMS[stream], *position))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._seed_noise("train", self.global_step, batch_idx)
+
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+                                  ) -> None:
+        # From the batch position only: the same weights give the same numbers whenever
+        # validation runs (during fit, or `lightning-vae validate` on a checkpoint).
+        self._seed_noise("val", dataloader_idx, batch_idx)
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._seed_noise("test", dataloader_idx, batch_idx)
+
+    # --- training --------------------------------------------------------------------------
+
+    def _objective(self, terms: dict[str, Tensor]) -> dict[str, Tensor | float]:
+        """Batch means of the ELBO terms, the optimised loss and the weights behind it."""
+        recon, kl = terms["recon"].mean(), terms["kl"].mean()
+        objective = self.objective(recon, kl, self.global_step)
+        means = {"loss": objective.loss, "recon": recon, "kl": kl, "elbo": -(recon + kl),
+                 "beta": objective.beta}
+        if objective.capacity is not None:
+            means["capacity"] = objective.capacity
+        return means
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        _, terms = self._elbo_terms(images_of(batch))
+        means = self._objective(terms)
+        self.log("train/loss", means["loss"], prog_bar=True)
+        self.log_dict({f"train/{name}": value for name, value in means.items() if name != "loss"})
+        return means["loss"]
+
+    def _evaluation_step(self, batch: Any, stage: str) -> tuple[Tensor, DiagonalGaussian]:
+        """Log the epoch means of the ELBO terms and active units; return the images and their
+        posterior for further metrics."""
+        x = images_of(batch)
+        out, terms = self._elbo_terms(x)
+        means = self._objective(terms)
+        terms["loss"] = means["loss"].expand_as(terms["elbo"])
+        for term, metric in self.eval_means[stage].items():
+            metric.update(terms[term])
+            self.log(f"{stage}/{term}", metric, prog_bar=term == "elbo")
+        self.log_dict({f"{stage}/{name}": value for name, value in means.items()
+                       if name not in ELBO_TERMS}, sync_dist=True)
+        self.active_units[stage].update(out.posterior.mean)
+        self.log(f"{stage}/active_units", self.active_units[stage])
+        return x, out.posterior
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """The ELBO terms and active units, then KL per dimension, pixel MSE of the
+        reconstruction from the posterior mean and the importance-weighted NLL
+        (see ``lightning_vae.metrics``)."""
+        x, posterior = self._evaluation_step(batch, "test")
+        self.test_kl_per_dim.update(posterior.kl_per_dim())
+        self.test_mse.update(self.decode(posterior.mean), x)
+        self.log("test/mse", self.test_mse)
+        if self.test_nll_iw is not None:
+            self.test_nll_iw.update(x, posterior, self.likelihood)
+            self.log("test/nll_iw", self.test_nll_iw)
+
+    def on_test_epoch_end(self) -> None:
+        # The metric has already summed over ranks, so sync_dist averages equal values: it
+        # changes nothing but keeps Lightning from warning under DDP.
+        kl_per_dim = self.test_kl_per_dim.compute()
+        self.test_kl_per_dim.reset()
+        self.log_dict({f"test/kl_dim/{i}": kl for i, kl in enumerate(kl_per_dim)}, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = torch.optim.AdamW if self.hparams.optimizer == "adamw" else torch.optim.Adam
+        return optimizer(self.parameters(), lr=self.hparams.lr,
+                         weight_decay=self.hparams.weight_decay)
+
+
+def images_of(batch: Any) -> Tensor:
+    """The images of a batch: ``(images, labels)`` tuples and bare image tensors both work."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch

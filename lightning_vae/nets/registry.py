@@ -1,0 +1,58 @@
+"""Architectures by name, so a saved config (a string and a dict of options) rebuilds the model.
+
+A builder takes ``(image_shape, latent_dim, out_channels, **options)`` and returns
+``(encoder, decoder)``: the encoder maps images (B, C, H, W) to (B, 2·latent_dim) — mean and
+log-variance halves — and the decoder maps latents (B, latent_dim) to (B, out_channels, H, W).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+ArchitectureBuilder = Callable[..., tuple[nn.Module, nn.Module]]
+_ARCHITECTURES: dict[str, ArchitectureBuilder] = {}
+
+
+def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
+    """Register an encoder/decoder builder under ``name`` (a decorator)."""
+
+    def register(builder: ArchitectureBuilder) -> ArchitectureBuilder:
+        if name in _ARCHITECTURES and _ARCHITECTURES[name] is not builder:
+            raise ValueError(f"architecture {name!r} is already registered")
+        _ARCHITECTURES[name] = builder
+        return builder
+
+    return register
+
+
+def available_architectures() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def build_architecture(name: str, image_shape: tuple[int, int, int], latent_dim: int,
+                       out_channels: int, options: dict[str, Any] | None = None
+                       ) -> tuple[nn.Module, nn.Module]:
+    """Build the encoder and decoder registered under ``name``."""
+    if name not in _ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {name!r}; registered: {available_architectures()}. "
+            "Register your own with lightning_vae.register_architecture(name)."
+        )
+    try:
+        return _ARCHITECTURES[name](tuple(image_shape), latent_dim, out_channels, **(options or {}))
+    except TypeError as error:
+        raise ValueError(f"bad arch_options {options} for architecture {name!r}: {error}") from None
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()

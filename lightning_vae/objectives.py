@@ -1,0 +1,159 @@
+"""Training objectives: the β-weighted negative ELBO and the schedules that move β with training.
+
+Every schedule reads the position in training from the trainer's ``global_step`` passed in by
+the module (never from a counter of its own), so β follows a resumed run and does not move
+during validation. Inputs are batch means in nats per example.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_vae.distributions import DiagonalGaussian, standard_normal_log_prob
+
+
+@dataclass(frozen=True)
+class ObjectiveValue:
+    """The optimised loss and the weights that produced it, for logging."""
+
+    loss: Tensor
+    beta: float
+    capacity: float | None = None
+
+
+class ConstantBeta:
+    """loss = recon + β·KL with a fixed β (β = 1 is the VAE of Kingma & Welling 2014;
+    β > 1 the β-VAE of Higgins et al. 2017)."""
+
+    def __init__(self, beta: float) -> None:
+        self.beta_max = beta
+
+    def beta(self, step: int) -> float:
+        return self.beta_max
+
+    def __call__(self, recon: Tensor, kl: Tensor, step: int) -> ObjectiveValue:
+        beta = self.beta(step)
+        return ObjectiveValue(recon + beta * kl, beta)
+
+
+class LinearWarmup(ConstantBeta):
+    """KL warm-up: β grows linearly from 0 to its final value over ``steps`` optimizer steps
+    (Bowman et al. 2016; Sønderby et al. 2016)."""
+
+    def __init__(self, beta: float, steps: int) -> None:
+        super().__init__(beta)
+        if steps < 1:
+            raise ValueError(f"linear warm-up needs steps >= 1, got {steps}")
+        self.steps = steps
+
+    def beta(self, step: int) -> float:
+        return self.beta_max * min(1.0, step / self.steps)
+
+
+class CyclicalAnnealing(ConstantBeta):
+    """Cyclical annealing (Fu et al. 2019): training is cut into cycles of ``cycle_steps``; in each,
+    β rises linearly from 0 to its final value over the first ``ratio`` of the cycle and is then
+    held. After ``cycles`` cycles (if given) β stays at its final value."""
+
+    def __init__(self, beta: float, cycle_steps: int, ratio: float = 0.5,
+                 cycles: int | None = None) -> None:
+        super().__init__(beta)
+        if cycle_steps < 1 or not 0 < ratio <= 1:
+            raise ValueError(
+                f"cyclical annealing needs cycle_steps >= 1 and 0 < ratio <= 1, got "
+                f"cycle_steps={cycle_steps}, ratio={ratio}"
+            )
+        self.cycle_steps, self.ratio, self.cycles = cycle_steps, ratio, cycles
+
+    def beta(self, step: int) -> float:
+        if self.cycles is not None and step >= self.cycles * self.cycle_steps:
+            return self.beta_max
+        position = (step % self.cycle_steps) / self.cycle_steps
+        return self.beta_max * min(1.0, position / self.ratio)
+
+
+class CapacityObjective(ConstantBeta):
+    """Controlled capacity increase (Burgess et al. 2018): loss = recon + γ·|KL − C(t)|, with the
+    target capacity C(t) growing linearly from 0 to ``capacity_max`` nats over ``steps``.
+    Here γ is the module's ``beta``."""
+
+    def __init__(self, beta: float, capacity_max: float, steps: int) -> None:
+        super().__init__(beta)
+        if steps < 1 or capacity_max < 0:
+            raise ValueError(
+                f"the capacity objective needs steps >= 1 and capacity_max >= 0, got "
+                f"steps={steps}, capacity_max={capacity_max}"
+            )
+        self.capacity_max, self.steps = capacity_max, steps
+
+    def capacity(self, step: int) -> float:
+        return self.capacity_max * min(1.0, step / self.steps)
+
+    def __call__(self, recon: Tensor, kl: Tensor, step: int) -> ObjectiveValue:
+        capacity = self.capacity(step)
+        loss = recon + self.beta_max * (kl - capacity).abs()
+        return ObjectiveValue(loss, self.beta_max, capacity)
+
+
+SCHEDULES: dict[str, Callable[..., ConstantBeta]] = {
+    "constant": ConstantBeta,
+    "linear": LinearWarmup,
+    "cyclical": CyclicalAnnealing,
+    "capacity": CapacityObjective,
+}
+
+
+def build_schedule(beta: float, spec: str | dict[str, Any]) -> ConstantBeta:
+    """The schedule named by ``spec``: a name, or a dict with ``name`` and the schedule's options,
+    e.g. ``{"name": "linear", "steps": 5000}``."""
+    options = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = options.pop("name", None)
+    if name not in SCHEDULES:
+        raise ValueError(
+            f"unknown beta_schedule {name!r}; choose one of {sorted(SCHEDULES)}, e.g. "
+            '{"name": "linear", "steps": 5000}'
+        )
+    try:
+        return SCHEDULES[name](beta, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {options} for beta_schedule {name!r}: {error}") from None
+
+
+def importance_weighted_bound(x: Tensor, posterior: DiagonalGaussian,
+                              likelihood: Callable[[Tensor], Any], num_samples: int,
+                              chunk_size: int | None = None,
+                              generator: torch.Generator | None = None) -> Tensor:
+    """The importance-weighted bound of Burda et al. 2016, log p̂_k(x) per example, shape (B,).
+
+    log p̂_k(x) = log (1/k) Σᵢ p(x|zᵢ) p(zᵢ) / q(zᵢ|x) with zᵢ ~ q(z|x) independently, in
+    nats. It is the ELBO at k = 1 and rises towards log p(x) as k grows (in expectation), so
+    at large k it estimates the test log-likelihood. ``likelihood`` maps latents (N, D) to
+    p(x|z) with ``log_prob(x)`` of shape (N,), as ``VAE.likelihood`` does.
+
+    The k samples are decoded ``chunk_size`` at a time (all at once if None) and combined with
+    a running logsumexp, so memory holds chunk_size × B decoded images whatever k is. The
+    noise is drawn one sample (B, D) at a time from ``generator`` (the global generator if
+    None), so the chunk size does not change the draws nor the result.
+    """
+    if num_samples < 1:
+        raise ValueError(f"the importance-weighted bound needs num_samples >= 1, got {num_samples}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1 (or None for one chunk), got {chunk_size}")
+    chunk_size = chunk_size or num_samples
+    mean, std = posterior.mean, posterior.std
+    log_total_weight = mean.new_full(mean.shape[:1], -math.inf)
+    for start in range(0, num_samples, chunk_size):
+        eps = torch.stack([
+            torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            for _ in range(min(chunk_size, num_samples - start))
+        ])
+        z = mean + std * eps  # (c, B, D)
+        x_repeated = x.expand(len(z), *x.shape).flatten(0, 1)
+        log_px_z = likelihood(z.flatten(0, 1)).log_prob(x_repeated).view(z.shape[:2])
+        log_weight = log_px_z + standard_normal_log_prob(z) - posterior.log_prob(z)
+        log_total_weight = torch.logaddexp(log_total_weight, log_weight.logsumexp(0))
+    return log_total_weight - math.log(num_samples)

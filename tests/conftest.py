@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny generated MNIST-layout folders of IDX files, and the real data's paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_vae.data.idx import write_idx
+
+MNIST_FILE_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def tiny_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 (N, 28, 28) grey blobs, one position per class, jittered: learnable structure."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:28, 0:28]
+    centre_row = 8 + 12 * (labels // 5) + rng.uniform(-1.5, 1.5, len(labels))
+    centre_col = 4 + 5 * (labels % 5) + rng.uniform(-1.5, 1.5, len(labels))
+    dist2 = (rows - centre_row[:, None, None]) ** 2 + (cols - centre_col[:, None, None]) ** 2
+    return np.round(255 * np.exp(-dist2 / (2 * 2.5**2))).astype(np.uint8)
+
+
+def write_tiny_mnist(
+    folder: Path, *, compress: bool = True, n_train: int = 256, n_test: int = 64
+) -> Path:
+    """Write the four MNIST-named IDX files (gzipped or not) with labels 0..9 cycled."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", tiny_images(labels, seed))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    return folder
+
+
+@pytest.fixture
+def tiny_mnist_dir(tmp_path: Path) -> Path:
+    """A folder with gzipped ``train-images-idx3-ubyte.gz`` etc.: 256 train / 64 test images."""
+    return write_tiny_mnist(tmp_path / "tiny_mnist")
+
+
+@pytest.fixture
+def tiny_mnist_raw_dir(tmp_path: Path) -> Path:
+    """The same tiny data set as uncompressed IDX files (``train-images-idx3-ubyte`` etc.)."""
+    return write_tiny_mnist(tmp_path / "tiny_mnist_raw", compress=False)
+
+
+@pytest.fixture
+def no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset $LIGHTNING_VAE_DATA so only the folders a test names are searched."""
+    monkeypatch.delenv("LIGHTNING_VAE_DATA", raising=False)
+
+
+@pytest.fixture(scope="session")
+def shared_mnist_dir() -> Path:
+    """The real MNIST (four .gz files) next to the repository; skips when absent."""
+    if not all((SHARED_MNIST / f"{name}.gz").is_file() for name in MNIST_FILE_NAMES):
+        pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
+    return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def system_fashion_mnist_dir() -> Path:
+    """Debian's Fashion-MNIST (package dataset-fashion-mnist); skips when absent."""
+    if not all((SYSTEM_FASHION_MNIST / f"{n}.gz").is_file() for n in MNIST_FILE_NAMES):
+        pytest.skip(
+            f"Fashion-MNIST not found at {SYSTEM_FASHION_MNIST} "
+            "(apt-get install dataset-fashion-mnist)"
+        )
+    return SYSTEM_FASHION_MNIST

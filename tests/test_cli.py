@@ -1,0 +1,95 @@
+"""The `lightning-vae` command: every recipe runs a few steps, on tiny generated data."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_vae.cli import main, run_lightning
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_RECIPES = sorted(
+    p for p in (ROOT / "recipes").glob("*.yaml") if "trainer" in yaml.safe_load(p.read_text()))
+
+
+def fit_args(recipe: Path, data_dir: Path, root: Path, steps: int = 3) -> list[str]:
+    return [
+        "fit", "--config", str(recipe),
+        "--data.init_args.data_dir", str(data_dir),
+        "--data.init_args.download", "false",
+        "--data.init_args.val_size", "64",
+        "--model.iw_samples", "8",
+        "--trainer.max_steps", str(steps),
+        "--trainer.limit_val_batches", "1",
+        "--trainer.val_check_interval", "1",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(root),
+        "--trainer.logger", "CSVLogger",
+        "--trainer.logger.save_dir", str(root),
+        "--trainer.log_every_n_steps", "1",
+    ]
+
+
+def test_there_are_recipes_for_the_default_model_fashion_mnist_and_a_beta_vae():
+    names = {p.name for p in TRAINING_RECIPES}
+    assert {"mnist_vae.yaml", "fashion_mnist_vae.yaml", "mnist_beta_vae.yaml"} <= names
+
+
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_trains_a_few_steps_and_logs_every_elbo_term(recipe, tiny_mnist_dir,
+                                                                  tmp_path):
+    data_class = yaml.safe_load(recipe.read_text())["data"]["class_path"]
+    if not data_class.endswith("MNISTDataModule"):
+        pytest.skip(f"{data_class} recipes have their own test on generated data")
+    main(fit_args(recipe, tiny_mnist_dir, tmp_path))
+    (metrics_file,) = tmp_path.glob("lightning_logs/version_0/metrics.csv")
+    rows = list(csv.DictReader(metrics_file.open()))
+    steps = sorted({int(r["step"]) for r in rows if r.get("train/loss")})
+    assert steps == [0, 1, 2]
+    assert {"train/recon", "train/kl", "train/elbo", "train/beta", "val/elbo"} <= rows[0].keys()
+    assert list(tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt"))
+
+
+def test_validate_and_test_subcommands_run_from_a_fit_checkpoint(tiny_mnist_dir, tmp_path,
+                                                                 capsys):
+    recipe = ROOT / "recipes" / "mnist_vae.yaml"
+    main(fit_args(recipe, tiny_mnist_dir, tmp_path))
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    for verb in ("validate", "test"):
+        main([verb, "--config", str(recipe), "--data.init_args.data_dir", str(tiny_mnist_dir),
+              "--data.init_args.download", "false", "--data.init_args.val_size", "64",
+              "--model.iw_samples", "8", "--trainer.accelerator", "cpu",
+              "--trainer.logger", "false", "--ckpt_path", str(checkpoint),
+              "--trainer.default_root_dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "val/elbo" in out and "test/elbo" in out
+
+
+def test_model_image_shape_follows_the_datamodule(tiny_mnist_dir):
+    """A recipe cannot pair a model with data of another shape: the CLI links the two."""
+    cli = run_lightning(["--config", str(ROOT / "recipes" / "mnist_vae.yaml"),
+                         "--data.init_args.data_dir", str(tiny_mnist_dir),
+                         "--data.init_args.val_size", "64", "--trainer.logger", "false"], run=False)
+    assert tuple(cli.model.hparams.image_shape) == cli.datamodule.image_shape == (1, 28, 28)
+
+
+def test_celeba_recipe_trains_a_few_steps_on_a_generated_celeba(tmp_path):
+    from celeba_fixture import make_celeba
+
+    data_dir = tmp_path / "data"
+    make_celeba(data_dir / "celeba")
+    root = tmp_path / "run"
+    main(["fit", "--config", str(ROOT / "recipes" / "celeba_beta_vae.yaml"),
+          "--data.init_args.data_dir", str(data_dir), "--data.init_args.download", "false",
+          "--data.init_args.batch_size", "4", "--data.init_args.progress", "false",
+          "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
+          "--trainer.val_check_interval", "1", "--trainer.accelerator", "cpu",
+          "--trainer.enable_progress_bar", "false",
+          "--trainer.default_root_dir", str(root), "--trainer.logger", "CSVLogger",
+          "--trainer.logger.save_dir", str(root), "--trainer.log_every_n_steps", "1"])
+    (metrics_file,) = root.glob("lightning_logs/version_0/metrics.csv")
+    rows = list(csv.DictReader(metrics_file.open()))
+    assert sorted({int(r["step"]) for r in rows if r.get("train/loss")}) == [0, 1, 2]
+    assert any(r.get("val/elbo") for r in rows)

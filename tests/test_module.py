@@ -1,0 +1,158 @@
+import csv
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_vae import VAE, available_architectures, register_architecture
+
+
+def tiny_images(n: int = 64, shape=(1, 8, 8)) -> torch.Tensor:
+    """Binary images of bars at random positions: structure a VAE can learn quickly."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.zeros(n, *shape)
+    rows = torch.randint(0, shape[1], (n,), generator=generator)
+    images[torch.arange(n), :, rows, :] = 1.0
+    return images
+
+
+def read_csv_metrics(logger: CSVLogger) -> list[dict[str, str]]:
+    with open(f"{logger.log_dir}/metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def fit_tiny(tmp_path, steps: int, **model_args) -> tuple[VAE, list[dict[str, str]]]:
+    pl.seed_everything(0)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp",
+                arch_options={"hidden_dims": [32]}, **model_args)
+    loader = DataLoader(TensorDataset(tiny_images()), batch_size=16, shuffle=True)
+    logger = CSVLogger(tmp_path)
+    trainer = pl.Trainer(max_steps=steps, logger=logger, log_every_n_steps=1,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, loader)
+    return model, read_csv_metrics(logger)
+
+
+@pytest.mark.parametrize("schedule", [
+    {"name": "linear", "steps": 20},
+    {"name": "cyclical", "cycle_steps": 16, "ratio": 0.5},
+])
+def test_every_elbo_term_is_logged_at_every_step_and_consistent(tmp_path, schedule):
+    _, rows = fit_tiny(tmp_path, steps=50, beta=2.0, beta_schedule=schedule)
+    train_rows = [r for r in rows if r.get("train/loss")]
+    assert [int(r["step"]) for r in train_rows] == list(range(50))
+    for row in train_rows:
+        loss, recon, kl, elbo, beta = (float(row[f"train/{k}"])
+                                       for k in ("loss", "recon", "kl", "elbo", "beta"))
+        assert elbo == pytest.approx(-(recon + kl), rel=1e-5, abs=1e-4)
+        assert loss == pytest.approx(recon + beta * kl, rel=1e-5, abs=1e-4)
+        assert kl >= 0
+    betas = [float(r["train/beta"]) for r in train_rows]
+    assert betas[0] == 0.0 and max(betas) == 2.0
+
+
+def test_capacity_objective_is_logged_with_its_target(tmp_path):
+    _, rows = fit_tiny(tmp_path, steps=10, beta=5.0,
+                       beta_schedule={"name": "capacity", "capacity_max": 10.0, "steps": 10})
+    for row in (r for r in rows if r.get("train/loss")):
+        recon, kl, beta, capacity = (float(row[f"train/{k}"])
+                                     for k in ("recon", "kl", "beta", "capacity"))
+        assert capacity == pytest.approx(int(row["step"]))  # 10 nats over 10 steps
+        assert float(row["train/loss"]) == pytest.approx(recon + beta * abs(kl - capacity),
+                                                         rel=1e-5, abs=1e-4)
+
+
+def test_training_improves_the_elbo(tmp_path):
+    _, rows = fit_tiny(tmp_path, steps=60)
+    elbos = [float(r["train/elbo"]) for r in rows if r.get("train/elbo")]
+    assert sum(elbos[-10:]) / 10 > sum(elbos[:10]) / 10 + 5
+
+
+def test_validation_and_test_log_epoch_means_of_the_same_terms(tmp_path):
+    model = VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp", iw_samples=16)
+    loader = DataLoader(TensorDataset(tiny_images(48)), batch_size=16)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu")
+    (result,) = trainer.test(model, loader, verbose=False)
+    assert {"test/loss", "test/recon", "test/kl", "test/elbo"} <= result.keys()
+    assert result["test/elbo"] == pytest.approx(-(result["test/recon"] + result["test/kl"]),
+                                                rel=1e-5)
+    (result,) = trainer.validate(model, loader, verbose=False)
+    assert {"val/loss", "val/recon", "val/kl", "val/elbo", "val/beta"} <= result.keys()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("likelihood, options", [
+    ("bernoulli", None), ("gaussian", {"sigma": 0.1, "learn_sigma": True})])
+def test_sample_returns_images_of_the_shape_within_the_likelihood_range(arch, likelihood,
+                                                                        options):
+    model = VAE(arch=arch, image_shape=(3, 16, 16), latent_dim=6, likelihood=likelihood,
+                likelihood_options=options)
+    images = model.sample(5)
+    assert images.shape == (5, 3, 16, 16)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+def test_encode_decode_reconstruct_shapes():
+    model = VAE(arch="conv", image_shape=(1, 28, 28), latent_dim=7)
+    x = torch.rand(4, 1, 28, 28)
+    posterior = model.encode(x)
+    assert posterior.mean.shape == posterior.logvar.shape == (4, 7)
+    assert model.decode(posterior.rsample()).shape == (4, 1, 28, 28)
+    assert model.reconstruct(x).shape == (4, 1, 28, 28)
+    out = model(x)
+    assert out.z.shape == (4, 7)
+    terms = model.elbo(x)
+    assert {k: v.shape for k, v in terms.items()} == {k: (4,) for k in ("recon", "kl", "elbo")}
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("fill", [0.0, 1.0, 1e6, -1e6])
+def test_no_nan_or_inf_on_constant_or_extreme_inputs(likelihood, fill):
+    model = VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=3, likelihood=likelihood)
+    x = torch.full((2, 1, 8, 8), fill)
+    terms = model.elbo(x)
+    loss = terms["elbo"].mean()
+    loss.backward()
+    assert all(torch.isfinite(v).all() for v in terms.values())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_hyperparameters_are_json_serialisable_and_rebuild_the_model():
+    import json
+
+    model = VAE(arch="conv", image_shape=(1, 28, 28), latent_dim=5,
+                arch_options={"channels": [8, 16], "hidden_dim": 32},
+                beta_schedule={"name": "linear", "steps": 10})
+    config = json.loads(json.dumps(dict(model.hparams)))
+    rebuilt = VAE(**config)
+    assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
+
+
+def test_users_can_register_their_own_architecture():
+    @register_architecture("test-linear")
+    def build(image_shape, latent_dim, out_channels):
+        c, h, w = image_shape
+        return (nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 2 * latent_dim)),
+                nn.Sequential(nn.Linear(latent_dim, out_channels * h * w),
+                              nn.Unflatten(1, (out_channels, h, w))))
+
+    assert "test-linear" in available_architectures()
+    model = VAE(arch="test-linear", image_shape=(1, 4, 4), latent_dim=2)
+    assert model.sample(3).shape == (3, 1, 4, 4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"arch": "resnet9000"}, "unknown architecture 'resnet9000'"),
+    ({"arch": "conv", "image_shape": (1, 30, 30)}, "divisible by 4"),
+    ({"arch": "mlp", "arch_options": {"widths": [3]}}, "bad arch_options"),
+    ({"likelihood": "poisson"}, "unknown likelihood"),
+    ({"latent_dim": 0}, "latent_dim"),
+    ({"image_shape": (28, 28)}, "image_shape"),
+])
+def test_bad_configuration_raises_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VAE(**kwargs)

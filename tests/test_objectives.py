@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from lightning_vae.objectives import (
+    CapacityObjective,
+    CyclicalAnnealing,
+    LinearWarmup,
+    build_schedule,
+)
+
+
+def test_linear_warmup_reaches_beta_after_its_steps():
+    schedule = LinearWarmup(beta=2.0, steps=100)
+    assert [schedule.beta(s) for s in (0, 50, 100, 1000)] == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_cyclical_annealing_restarts_each_cycle_and_holds_after_the_last():
+    schedule = CyclicalAnnealing(beta=1.0, cycle_steps=100, ratio=0.5, cycles=2)
+    assert [schedule.beta(s) for s in (0, 25, 50, 99, 100, 125, 200, 210)] == [
+        0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_capacity_objective_penalises_distance_to_the_growing_capacity():
+    objective = CapacityObjective(beta=10.0, capacity_max=20.0, steps=100)
+    value = objective(torch.tensor(50.0), torch.tensor(4.0), step=50)
+    assert value.capacity == 10.0
+    assert value.loss.item() == pytest.approx(50.0 + 10.0 * abs(4.0 - 10.0))
+
+
+def test_build_schedule_from_name_and_dict():
+    assert build_schedule(4.0, "constant").beta(123) == 4.0
+    assert build_schedule(1.0, {"name": "linear", "steps": 10}).beta(5) == 0.5
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cosine", "unknown beta_schedule"),
+    ({"name": "linear", "step": 10}, "bad options"),
+    ({"name": "linear", "steps": 0}, "steps >= 1"),
+])
+def test_bad_schedules_raise_clear_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        build_schedule(1.0, spec)
