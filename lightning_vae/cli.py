@@ -8,6 +8,7 @@ LightningCLI parses anything, so each keeps its own small argument parser.
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 
 import pytorch_lightning as pl
@@ -43,19 +44,28 @@ class VAECLI(LightningCLI):
         parser.link_arguments("data.preprocessing", "model.preprocessing",
                               apply_on="instantiate")
 
+    def before_fit(self) -> None:
+        """Name the data set in every logger's run config (Lightning logs the datamodule's
+        arguments but not its class)."""
+        dataset = getattr(self.datamodule, "dataset_name", None) or type(self.datamodule).__name__
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams({"dataset": dataset})
+
 
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
     """Run a Lightning subcommand (fit, validate, test, predict) with ``argv``; with
     ``run=False``, ``argv`` holds no subcommand and the CLI only builds the model and data."""
-    return VAECLI(
-        VAE,
-        pl.LightningDataModule,
-        subclass_mode_data=True,
-        args=argv,
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"epilog": _verbs_help()},
-    )
+    with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
+        warnings.filterwarnings("ignore", message=".*provide both args and command line")
+        return VAECLI(
+            VAE,
+            pl.LightningDataModule,
+            subclass_mode_data=True,
+            args=argv,
+            run=run,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"epilog": _verbs_help()},
+        )
 
 
 def _verb(name: str) -> Callable[[list[str]], object]:
