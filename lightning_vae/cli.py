@@ -10,9 +10,12 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_vae.module import VAE
 
@@ -46,10 +49,38 @@ class VAECLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Name the data set in every logger's run config (Lightning logs the datamodule's
-        arguments but not its class)."""
+        arguments but not its class), and find the checkpoint ``--ckpt_path last`` means."""
         dataset = getattr(self.datamodule, "dataset_name", None) or type(self.datamodule).__name__
         for logger in self.trainer.loggers:
             logger.log_hyperparams({"dataset": dataset})
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            config["ckpt_path"] = last_checkpoint(self.trainer)
+            if config["ckpt_path"] is None:
+                rank_zero_warn("--ckpt_path last: no last.ckpt from an earlier run of this "
+                               "recipe was found; training from scratch")
+
+
+def last_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The newest ``last*.ckpt`` of this recipe's earlier runs, for ``--ckpt_path last``.
+
+    Lightning looks for "last" only in the checkpoint folder of the run being started, which for
+    a versioned logger is a new, empty ``version_N+1``: it then warns and trains from scratch.
+    This looks where earlier runs wrote: each ModelCheckpoint's explicit ``dirpath``, every
+    version folder of the first logger, or ``default_root_dir/checkpoints`` without a logger.
+    None (train from scratch, with Lightning's warning) when there is none yet.
+    """
+    folders = [Path(c.dirpath) for c in trainer.checkpoint_callbacks
+               if isinstance(c, ModelCheckpoint) and c.dirpath]
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is not None and logger.save_dir is not None:
+        folders += Path(logger.save_dir, str(logger.name or "")).glob("*/checkpoints")
+    else:
+        folders.append(Path(trainer.default_root_dir, "checkpoints"))
+    found = [path for folder in folders for path in folder.glob("last*.ckpt")]
+    if not found:
+        return None
+    return str(max(found, key=lambda path: path.stat().st_mtime))
 
 
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
