@@ -32,6 +32,7 @@ import lightning_vae
 from lightning_vae.images_grid import make_grid, save_png
 from lightning_vae.model_card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
 from lightning_vae.nets import available_architectures
+from lightning_vae.zoo import bundled_folder
 
 CONFIG_FILE = constants.CONFIG_NAME
 WEIGHTS_FILE = constants.SAFETENSORS_SINGLE_FILE
@@ -195,8 +196,12 @@ class VAEHubMixin(
         Hub files go through huggingface_hub's cache (``cache_dir``, default ``HF_HUB_CACHE``),
         so ``HF_HUB_OFFLINE=1`` serves them from there. ``model_kwargs`` override config
         values (e.g. ``lr`` to fine-tune with). Only config.json and model.safetensors are read.
+        A zoo name (:mod:`lightning_vae.zoo`) loads the copy installed with the package,
+        unless ``revision`` or ``force_download`` asks for the Hub's.
         """
-        source = str(pretrained_model_name_or_path)
+        source = str(bundled_folder(pretrained_model_name_or_path, revision=revision,
+                                    force_download=force_download)
+                     or pretrained_model_name_or_path)
         download = {"revision": revision, "cache_dir": cache_dir, "token": token,
                     "force_download": force_download, "local_files_only": local_files_only}
         config = cls._read_config(_fetch(source, CONFIG_FILE, download), source)

@@ -1,0 +1,434 @@
+"""The model zoo: pretrained VAEs installed with the package and loaded by name, offline.
+
+The lookup, the listing and the scripts are tested on a tiny zoo written into a temporary
+folder; the real zoo (lightning_vae/zoo_models) is tested for loading, for its cards, against
+its test sets, and inside a wheel installed into a fresh environment.
+"""
+
+import importlib
+import json
+import math
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import huggingface_hub
+import pytest
+import torch
+import yaml
+from hub_cache import write_hub_cache
+from huggingface_hub import HfApi, ModelCard, RepoUrl
+from PIL import Image
+from safetensors.torch import load_file
+
+import lightning_vae
+from lightning_vae import VAE, zoo
+from lightning_vae.cli import main
+from lightning_vae.objectives import importance_weighted_bound
+from lightning_vae.zoo import ZOO, ZooModel, bundled_folder, card_numbers
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_FILES = {"config.json", "model.safetensors", "README.md", "samples.png"}
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+DATA_FIXTURES = {"mnist": "shared_mnist_dir", "fashion_mnist": "system_fashion_mnist_dir"}
+"""The conftest fixture giving each zoo data set's real files (it skips when they are absent)."""
+SUBSET_SIZE = 500
+TOLERANCE_SE = 4
+"""Card numbers must lie within 4 standard errors of the subset's: a correct card fails with
+probability below 1e-4."""
+
+
+def write_model(folder: Path, latent_dim: int, **card) -> VAE:
+    """A small 8x8 MLP VAE saved as a complete model folder with ``card`` facts."""
+    torch.manual_seed(latent_dim)
+    model = VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=latent_dim,
+                arch_options={"hidden_dims": [16]})
+    model.save_pretrained(folder, model_card_kwargs=card)
+    return model
+
+
+def same_weights(a: VAE, b: VAE) -> bool:
+    state = b.state_dict()
+    return a.state_dict().keys() == state.keys() and all(
+        torch.equal(value, state[name]) for name, value in a.state_dict().items())
+
+
+def recipe(model: ZooModel) -> dict:
+    return yaml.safe_load((ROOT / model.recipe).read_text())
+
+
+@pytest.fixture
+def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Every zoo name installed as a tiny model in a temporary zoo root; returns name → its
+    latent size (2, 3, 4, ...), which tells the copies apart."""
+    monkeypatch.setattr(zoo, "ZOO_ROOT", tmp_path / "zoo")
+    latents = {}
+    for i, model in enumerate(ZOO):
+        latents[model.name] = 2 + i
+        write_model(model.folder, 2 + i, repo_id=model.name, dataset="mnist",
+                    test_elbo=-100.0 - i, test_log_likelihood=-95.5 - i,
+                    log_likelihood_samples=model.iw_samples)
+    return latents
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE=1, and the constant huggingface_hub read from it at import."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def hub_api(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """No Hub server is reachable: HfApi's create_repo and upload_folder record what would be
+    created and uploaded (the files' bytes at the time of the call)."""
+    record = SimpleNamespace(created=[], uploads=[])
+
+    def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
+        record.created.append((repo_id, private))
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(api, *, repo_id, folder_path, commit_message=None, **kwargs):
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        record.uploads.append((repo_id, files))
+        return f"https://huggingface.co/{repo_id}/commit/{COMMIT}"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return record
+
+
+@pytest.fixture
+def no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+# --- the lookup, on a tiny zoo -----------------------------------------------------------------
+
+
+def test_a_zoo_name_loads_the_installed_copy_offline_through_both_entry_points(tiny_zoo,
+                                                                               offline):
+    for model in ZOO:
+        by_class = VAE.from_pretrained(model.name)
+        by_function = lightning_vae.from_pretrained(model.name)
+        assert by_class.latent_dim == by_function.latent_dim == tiny_zoo[model.name]
+        assert same_weights(by_class, VAE.from_pretrained(model.folder))
+        assert same_weights(by_function, by_class)
+
+
+def test_revision_asks_for_the_hub_copy_of_a_zoo_name(tiny_zoo, offline, tmp_path):
+    name = ZOO[0].name
+    write_model(tmp_path / "hub-copy", latent_dim=7)
+    write_hub_cache(tmp_path / "hub-copy", tmp_path / "cache", name, COMMIT)
+    assert VAE.from_pretrained(name, cache_dir=tmp_path / "cache").latent_dim == tiny_zoo[name]
+    for revision in ("main", COMMIT):
+        hub = lightning_vae.from_pretrained(name, cache_dir=tmp_path / "cache", revision=revision)
+        assert hub.latent_dim == 7
+
+
+def test_force_download_asks_the_hub_and_does_not_fall_back_to_the_bundled_copy(tiny_zoo,
+                                                                                 offline):
+    with pytest.raises(ValueError, match=r"force_download=True.*offline"):
+        VAE.from_pretrained(ZOO[0].name, force_download=True)
+
+
+def test_a_folder_at_the_path_of_a_zoo_name_wins(tiny_zoo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_model(tmp_path / ZOO[0].name, latent_dim=9)
+    assert bundled_folder(ZOO[0].name) is None
+    assert VAE.from_pretrained(ZOO[0].name).latent_dim == 9
+
+
+def test_other_repo_ids_and_uninstalled_zoo_names_go_to_the_hub(tmp_path, monkeypatch, offline):
+    monkeypatch.setattr(zoo, "ZOO_ROOT", tmp_path / "empty")
+    assert zoo.installed() == []
+    for name in (ZOO[0].name, "someuser/mnist-vae"):
+        assert bundled_folder(name) is None
+        with pytest.raises(FileNotFoundError, match=re.escape(f"Hub repo {name!r}")
+                           + ".*not in the Hugging Face cache"):
+            VAE.from_pretrained(name, cache_dir=tmp_path / "cache")
+
+
+def test_the_sample_verb_takes_a_zoo_name(tiny_zoo, offline, tmp_path):
+    main(["sample", ZOO[0].name, "-n", "4", "--out", str(tmp_path / "samples.png")])
+    with Image.open(tmp_path / "samples.png") as picture:
+        assert picture.size == (2 + 4 * 10, 2 + 10)  # four 8x8 samples in one row, padded
+
+
+def test_a_zoo_folder_without_config_json_is_not_installed(tiny_zoo):
+    (ZOO[1].folder / "config.json").unlink()
+    assert zoo.installed() == [ZOO[0], *ZOO[2:]]
+    assert bundled_folder(ZOO[1].name) is None
+
+
+# --- the listing --------------------------------------------------------------------------------
+
+
+def test_zoo_verb_lists_name_data_set_beta_latent_size_test_nll_and_size(tiny_zoo, capsys):
+    main(["zoo"])
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert re.split(r"\s{2,}", header) == ["name", "data set", "β", "latent",
+                                           "test NLL (nats)", "size"]
+    assert len(rows) == len(ZOO)
+    for i, (model, row) in enumerate(zip(ZOO, rows, strict=True)):
+        megabytes = sum(p.stat().st_size for p in model.folder.iterdir()) / 1e6
+        assert re.split(r"\s{2,}", row) == [
+            model.name, "mnist", "1", str(tiny_zoo[model.name]),
+            f"{95.5 + i:.2f} (k={model.iw_samples})", f"{megabytes:.1f} MB"]
+
+
+def test_zoo_verb_says_how_to_build_the_zoo_when_none_is_installed(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setattr(zoo, "ZOO_ROOT", tmp_path / "empty")
+    main(["zoo"])
+    assert "no zoo models are installed" in capsys.readouterr().out
+
+
+# --- publishing ---------------------------------------------------------------------------------
+
+
+def publish(argv: list[str]) -> list[str]:
+    return runpy.run_path(str(ROOT / "scripts" / "publish_zoo.py"))["main"](argv)
+
+
+def test_publish_pushes_every_zoo_folder_unchanged_to_the_repo_of_its_name(
+        tiny_zoo, hub_api, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    urls = publish(["--private"])
+    assert urls == [f"https://huggingface.co/{m.name}/commit/{COMMIT}" for m in ZOO]
+    assert hub_api.created == [(m.name, True) for m in ZOO]
+    for model, (repo_id, files) in zip(ZOO, hub_api.uploads, strict=True):
+        assert repo_id == model.name and set(files) == MODEL_FILES
+        assert files == {p.name: p.read_bytes() for p in model.folder.iterdir()}
+
+
+def test_publish_without_credentials_uploads_nothing(tiny_zoo, hub_api, no_token):
+    with pytest.raises(huggingface_hub.errors.LocalTokenNotFoundError, match="HF_TOKEN"):
+        publish([])
+    assert hub_api.created == [] and hub_api.uploads == []
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_build_fits_tests_and_exports_with_the_cli_and_records_it_in_the_card(
+        tiny_mnist_dir, tmp_path):
+    """The build script on a tiny MNIST: the test command's numbers reach the card unedited."""
+    model = ZOO[0]
+    extra = "--data.init_args.val_size 64 --trainer.accelerator cpu"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build_zoo.py"),
+                    "--mnist-dir", str(tiny_mnist_dir), "--only", model.name,
+                    "--work", str(tmp_path / "work"), "--zoo-root", str(tmp_path / "zoo"),
+                    f"--extra-args={extra}"], check=True, capture_output=True)
+    folder = tmp_path / "zoo" / model.folder.name
+    assert {p.name for p in folder.iterdir()} == MODEL_FILES
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}
+    run = tmp_path / "work" / model.folder.name
+    checkpoint = run / "fit" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert all(torch.equal(value, state[name])
+               for name, value in VAE.from_pretrained(folder).state_dict().items())
+    metrics = (run / "test" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    names, values = (line.split(",") for line in metrics.splitlines()[:2])
+    logged = dict(zip(names, values, strict=True))
+    numbers = card_numbers(folder)
+    assert numbers.dataset == "mnist"
+    assert numbers.test_elbo == round(float(logged["test/elbo"]), 4)
+    assert numbers.test_log_likelihood == round(-float(logged["test/nll_iw"]), 4)
+    text = (folder / "README.md").read_text()
+    assert f"lightning-vae fit --config {model.recipe} {' '.join(model.overrides)}" in text
+    assert f"--model.iw_samples {model.iw_samples}" in text and extra in text
+    assert f"lightning-vae test --config {model.recipe}" in text
+    assert f"lightning-vae export {checkpoint}" in text
+    assert "Hardware: " in text and "| total |" in text and "on all 64 test images" in text
+
+
+# --- the real zoo -------------------------------------------------------------------------------
+
+
+def test_the_zoo_holds_an_mnist_vae_an_mnist_beta_vae_and_a_fashion_mnist_vae():
+    assert [m.recipe for m in ZOO] == ["recipes/mnist_vae.yaml", "recipes/mnist_beta_vae.yaml",
+                                       "recipes/fashion_mnist_vae.yaml"]
+    for model in ZOO:
+        assert {p.name for p in model.folder.iterdir()} == MODEL_FILES, model.name
+    assert zoo.installed() == list(ZOO)
+
+
+@pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
+def test_zoo_model_loads_offline_by_name_and_samples_and_reconstructs(model, offline):
+    by_class = VAE.from_pretrained(model.name)
+    by_function = lightning_vae.from_pretrained(model.name)
+    assert same_weights(by_class, by_function) and not by_class.training
+    samples = by_class.sample(6, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (6, 1, 28, 28) and samples.dtype == torch.float32
+    assert samples.min() >= 0 and samples.max() <= 1 and samples.std() > 0.05
+    reconstructions = by_function.reconstruct(samples)
+    assert reconstructions.shape == (6, 1, 28, 28)
+    assert reconstructions.min() >= 0 and reconstructions.max() <= 1
+
+
+@pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
+def test_zoo_model_is_its_recipes_model(model):
+    config = json.loads((model.folder / "config.json").read_text())
+    wanted = recipe(model)["model"]
+    for key in ("arch", "arch_options", "latent_dim", "likelihood", "beta", "lr"):
+        assert config[key] == wanted[key], key
+    assert config["iw_samples"] == model.iw_samples
+    if "--model.beta_schedule" in model.overrides:
+        given = model.overrides[model.overrides.index("--model.beta_schedule") + 1]
+        assert config["beta_schedule"] == json.loads(given)
+    assert config["preprocessing"]["binarize"] == recipe(model)["data"]["init_args"]["binarize"]
+
+
+@pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
+def test_zoo_card_states_its_numbers_and_how_and_where_it_was_made(model):
+    card = ModelCard.load(model.folder / "README.md")
+    numbers = card_numbers(model.folder)
+    data_class = recipe(model)["data"]["class_path"]
+    module, _, name = data_class.rpartition(".")
+    assert numbers.dataset == getattr(importlib.import_module(module), name).dataset_name
+    assert numbers.test_elbo < numbers.test_log_likelihood < 0
+    assert f"(importance-weighted bound, {model.iw_samples} samples per image)" in card.text
+    assert f'lightning_vae.from_pretrained("{model.name}")' in card.text
+    fit_line = next(line for line in card.text.splitlines() if "lightning-vae fit" in line)
+    assert f"--config {model.recipe} {' '.join(model.overrides)}" in fit_line.replace("'", "")
+    for text in ("lightning-vae test --config", "lightning-vae export", "Hardware: ",
+                 "| fit |", "| test |", "| total |", "on all 10000 test images",
+                 f"k={model.iw_samples} samples per image"):
+        assert text in card.text, text
+
+
+def test_the_results_document_states_each_zoo_models_card_numbers():
+    section = (ROOT / "docs" / "results.md").read_text().split("## Model zoo", 1)[1]
+    for model in ZOO:
+        numbers = card_numbers(model.folder)
+        [row] = [line for line in section.splitlines() if line.startswith(f"| `{model.name}`")]
+        cells = [cell.strip() for cell in row.split("|")]
+        assert f"{numbers.test_elbo:.2f}" in cells
+        assert f"{-numbers.test_log_likelihood:.2f} (k={model.iw_samples})" in cells
+
+
+def test_zoo_models_are_a_few_megabytes_each():
+    """(The wheel that holds them all is checked to stay under 20 MB.)"""
+    sizes = {m.name: (m.folder / "model.safetensors").stat().st_size for m in ZOO}
+    assert max(sizes.values()) < 8e6, sizes
+    for model in ZOO:
+        assert all(t.dtype == torch.float32 for t in
+                   load_file(model.folder / "model.safetensors").values())
+
+
+def random_test_images(model: ZooModel, data_dir: Path) -> tuple[torch.Tensor, int]:
+    """SUBSET_SIZE test images drawn at random (seed 0) from the recipe's test split, prepared
+    as for training (binarized or not), and the size of the whole split."""
+    data = recipe(model)["data"]
+    module, _, name = data["class_path"].rpartition(".")
+    datamodule = getattr(importlib.import_module(module), name)(
+        **(data["init_args"] | {"data_dir": str(data_dir), "download": False,
+                                "eval_batch_size": 10_000}))
+    datamodule.setup("test")
+    images = torch.cat([batch[0] for batch in datamodule.test_dataloader()])
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    return images[pick[:SUBSET_SIZE]], len(images)
+
+
+def assert_within_standard_errors(values: torch.Tensor, card_value: float, n_all: int) -> None:
+    """The subset mean and the card's whole-split mean agree within TOLERANCE_SE standard
+    errors of their difference, s·√(1/n + 1/N) (s: the per-image standard deviation)."""
+    se = values.std().item() * math.sqrt(1 / len(values) + 1 / n_all)
+    assert abs(values.mean().item() - card_value) < TOLERANCE_SE * se, (
+        f"subset mean {values.mean().item():.2f}, card {card_value:.2f}, standard error "
+        f"{se:.2f} nats")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
+def test_zoo_model_matches_its_card_on_a_random_test_subset(model, request):
+    """ELBO and the importance-weighted log-likelihood (the card's k) of 500 random test
+    images agree with the card's whole-test-split numbers within 4 standard errors."""
+    numbers = card_numbers(model.folder)
+    data_dir = request.getfixturevalue(DATA_FIXTURES[numbers.dataset])
+    images, n_all = random_test_images(model, data_dir)
+    vae = VAE.from_pretrained(model.folder)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        elbo = vae.elbo(images)["elbo"]
+        log_px = importance_weighted_bound(images, vae.encode(images), vae.likelihood,
+                                           model.iw_samples, chunk_size=20)
+    assert log_px.mean() > elbo.mean()
+    assert_within_standard_errors(elbo, numbers.test_elbo, n_all)
+    assert_within_standard_errors(log_px, numbers.test_log_likelihood, n_all)
+
+
+# --- the wheel ----------------------------------------------------------------------------------
+
+
+def repository_files() -> list[str]:
+    """The files a clone of the repository holds: tracked, or new and not ignored."""
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                              "--exclude-standard"], cwd=ROOT, capture_output=True, check=True)
+    return [name for name in listing.stdout.decode().split("\0")
+            if name and (ROOT / name).is_file()]
+
+
+LOAD_BY_NAME = """
+import sys
+import lightning_vae
+print(lightning_vae.__file__)
+for name in sys.argv[1:]:
+    model = lightning_vae.from_pretrained(name)
+    samples = model.sample(2)
+    print(name, tuple(samples.shape), 0 <= float(samples.min()) <= float(samples.max()) <= 1)
+"""
+
+
+@pytest.mark.slow
+def test_a_wheel_of_the_repository_holds_the_zoo_and_loads_it_offline_in_a_fresh_venv(
+        tmp_path):
+    source = tmp_path / "source"
+    for name in repository_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    assert wheel.stat().st_size < 20e6
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for model in ZOO:
+        assert {f"lightning_vae/zoo_models/{model.folder.name}/{f}" for f in MODEL_FILES} <= names
+
+    # A fresh venv holding only the wheel; its dependencies come from this environment's
+    # site-packages through a .pth file (whose own .pth files, among them the editable
+    # install of lightning_vae, are not run).
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
+    python = fresh / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                    "--no-deps", "--no-index", "--quiet", str(wheel)], check=True)
+    purelib = subprocess.run([python, "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"} | {
+        "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
+    names = [model.name for model in ZOO]
+    result = subprocess.run([python, "-c", LOAD_BY_NAME, *names], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, check=True)
+    location, *lines = result.stdout.splitlines()
+    assert location == f"{purelib}/lightning_vae/__init__.py"
+    assert lines == [f"{name} (2, 1, 28, 28) True" for name in names]
+    listing = subprocess.run([fresh / "bin" / "lightning-vae", "zoo"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    assert all(name in listing for name in names)
