@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from lightning_vae.data.device_loader import DeviceLoader, LoaderKind, make_loader, placement_of
+from lightning_vae.data.device_loader import LoaderKind
 from lightning_vae.data.download import DownloadError, download_file
 from lightning_vae.data.images import ImageTransform, build_uint8_cache
+from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.sources import DATA_ENV
 
 IMAGE_DIR = "img_align_celeba"
@@ -215,7 +214,7 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     return names, images, (values + 1) // 2
 
 
-class CelebADataModule(pl.LightningDataModule):
+class CelebADataModule(InMemoryDataModule):
     """Aligned CelebA faces, colour, with the official train / valid / test split.
 
     Args:
@@ -317,33 +316,6 @@ class CelebADataModule(pl.LightningDataModule):
             prefix=f"celeba-{split}", progress=self.progress,
         )
 
-    def _loader(self, split: str, train: bool) -> DeviceLoader | DataLoader:
-        if not self.splits:
-            raise RuntimeError("CelebADataModule.setup() must run before the dataloaders")
-        images, labels = self.splits[split]
-        device, rank, world_size = placement_of(self.trainer)
-        return make_loader(
-            images,
-            labels,
-            self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=self.drop_last and train,
-            seed=self.seed,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            even_shards=train,
-            loader=self.loader,
-        )
-
-    def train_dataloader(self) -> DeviceLoader | DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DeviceLoader | DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DeviceLoader | DataLoader:
-        return self._loader("test", train=False)
 
 
 def _rows(row_of: dict[str, int], names: list[str], files: CelebAFiles) -> list[int]:

@@ -27,21 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from lightning_vae.data.device_loader import (
-    DeviceLoader,
     LoaderKind,
     binarize_once,
-    make_loader,
-    placement_of,
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
+from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.mnist import BINARIZATION_SEED, SPLIT_SEED, Binarize
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -88,7 +84,7 @@ def check_images(names: list[str], root: Path, transform: ImageTransform, *,
     return [found for found in verdicts if found is not None]
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class ImageFolderDataModule(InMemoryDataModule):
     """A folder of your own images, square-cropped, resized and split (see the module docstring).
 
     Args:
@@ -267,33 +263,6 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return build_uint8_cache(names, self.data_dir, self.cache_dir, self.transform,
                                  prefix="folder", progress=self.progress)
 
-    def _loader(self, split: str, train: bool) -> DeviceLoader | DataLoader:
-        if not self.splits:
-            raise RuntimeError(f"{type(self).__name__}.setup() must run before the dataloaders")
-        images, labels = self.splits[split]
-        device, rank, world_size = placement_of(self.trainer)
-        return make_loader(
-            images,
-            labels,
-            self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=self.drop_last and train,
-            binarize=train and self.binarize == "dynamic",
-            seed=self.seed,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            loader=self.loader,
-        )
-
-    def train_dataloader(self) -> DeviceLoader | DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DeviceLoader | DataLoader | list:
-        return self._loader("val", train=False) if self.val_fraction else []
-
-    def test_dataloader(self) -> DeviceLoader | DataLoader | list:
-        return self._loader("test", train=False) if self.test_fraction else []
 
 
 def _share(fraction: float, total: int) -> int:

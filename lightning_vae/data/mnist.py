@@ -21,19 +21,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from lightning_vae.data.device_loader import (
-    DeviceLoader,
     LoaderKind,
     binarize_once,
-    make_loader,
-    placement_of,
 )
 from lightning_vae.data.idx import read_idx
+from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.sources import FASHION_MNIST, MNIST, IDXDatasetSpec, locate_files
 
 Binarize = Literal["none", "dynamic", "static"]
@@ -41,7 +37,7 @@ SPLIT_SEED = 0
 BINARIZATION_SEED = 0  # the fixed draw; the test split uses BINARIZATION_SEED + 1
 
 
-class IDXDataModule(pl.LightningDataModule):
+class IDXDataModule(InMemoryDataModule):
     """A 28x28 grey-level IDX data set (MNIST layout) with a seeded train/validation split.
 
     Args:
@@ -124,34 +120,6 @@ class IDXDataModule(pl.LightningDataModule):
             "test": (test_images, test_labels),
         }
 
-    def _loader(self, split: str, train: bool) -> DeviceLoader | DataLoader:
-        if not self.splits:
-            raise RuntimeError(f"{type(self).__name__}.setup() must run before the dataloaders")
-        images, labels = self.splits[split]
-        device, rank, world_size = placement_of(self.trainer)
-        return make_loader(
-            images,
-            labels,
-            self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=self.drop_last and train,
-            binarize=train and self.binarize == "dynamic",
-            seed=self.seed,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            even_shards=train,
-            loader=self.loader,
-        )
-
-    def train_dataloader(self) -> DeviceLoader | DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DeviceLoader | DataLoader | list:
-        return self._loader("val", train=False) if self.val_size else []
-
-    def test_dataloader(self) -> DeviceLoader | DataLoader:
-        return self._loader("test", train=False)
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:
