@@ -213,12 +213,20 @@ class VAE(pl.LightningModule, VAEHubMixin):
     def _objective(self, terms: dict[str, Tensor]) -> dict[str, Tensor | float]:
         """Batch means of the ELBO terms, the optimised loss and the weights behind it."""
         recon, kl = terms["recon"].mean(), terms["kl"].mean()
-        objective = self.objective(recon, kl, self.global_step)
+        objective = self.objective(recon, kl, self._schedule_step())
         means = {"loss": objective.loss, "recon": recon, "kl": kl, "elbo": -(recon + kl),
                  "beta": objective.beta}
         if objective.capacity is not None:
             means["capacity"] = objective.capacity
         return means
+
+    def _schedule_step(self) -> int:
+        """Where the β schedule stands: the trainer's step while fitting; for a separate
+        validate/test run (whose step counter starts at 0), the step the checkpoint was saved at."""
+        return max(self.global_step, getattr(self, "_checkpoint_step", 0))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._checkpoint_step = checkpoint.get("global_step", 0)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         _, terms = self._elbo_terms(images_of(batch))

@@ -156,3 +156,19 @@ def test_users_can_register_their_own_architecture():
 def test_bad_configuration_raises_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAE(**kwargs)
+
+
+def test_testing_a_checkpoint_weights_the_kl_with_the_beta_it_was_saved_at(tmp_path):
+    model = VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp", iw_samples=0,
+                beta_schedule={"name": "linear", "steps": 100})
+    loader = DataLoader(TensorDataset(tiny_images(32)), batch_size=16)
+    trainer = pl.Trainer(max_steps=20, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu",
+                         default_root_dir=tmp_path)
+    trainer.fit(model, loader)
+    checkpoint = tmp_path / "saved.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    tester = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu")
+    fresh = VAE(**model.hparams)
+    (result,) = tester.test(fresh, loader, ckpt_path=checkpoint, verbose=False)
+    assert result["test/beta"] == pytest.approx(0.2)  # step 20 of a 100-step warm-up
