@@ -227,7 +227,9 @@ class DeviceLoader:
         s = self.sampler
         self._noise.manual_seed(noise_seed(self.seed, s.epoch, s.rank))
         resume_epoch, skip = self._resume_at or (s.epoch, 0)
-        skip, self._resume_at, self._batches_seen = skip if resume_epoch == s.epoch else 0, None, 0
+        if resume_epoch != s.epoch:
+            skip = 0
+        self._resume_at, self._batches_seen = None, skip
         for b in range(len(self)):
             idx = indices[b * self.batch_size : (b + 1) * self.batch_size]
             batch = self.images[idx]

@@ -1,0 +1,428 @@
+"""Training speed: the package's fast path against the pytorch/examples VAE pipeline.
+
+Both train the same model (the default recipe's architecture, or ``--model mlp``), at the same
+batch size, with Adam at the recipe's learning rate, on the real MNIST training images:
+
+- example (a): pytorch/examples' ``vae/main.py`` pipeline, without torchvision: a per-sample
+  ``Dataset`` (uint8 image → PIL image → float tensor / 255, as ``datasets.MNIST`` with
+  ``transforms.ToTensor()``), a ``DataLoader`` with one worker (``--example-workers``), pinned
+  memory on CUDA, shuffling, and a plain loop: ``zero_grad``, forward, loss, ``backward``,
+  ``train_loss += loss.item()``, ``optimizer.step()``. Torch's default Adam, grey-level images;
+  the loss (Bernoulli from logits plus KL) is averaged over the batch as the package does.
+- package (b): ``lightning-vae`` itself, built from ``recipes/mnist_vae.yaml`` (plus ``--config``
+  fragments; on CUDA ``recipes/trainer/gpu_fast.yaml`` by default) with the batch size set:
+  ``VAE`` + ``MNISTDataModule`` (device-resident batches, dynamic binarization) + ``Trainer``
+  with the recipe's callbacks, logging and progress bar. Validation is off (not timed in (a)).
+- variants of (b), ``--variant "NAME:SETTING,..."``: settings are CLI overrides
+  (``model.channels_last=false``), ``threads=N`` (torch threads) or ``env.NAME=VALUE``.
+
+Each measurement runs in a fresh process (its own peak memory, no shared caches): a warm-up
+epoch, then ``--epochs`` timed epochs, the device synchronised at both ends of each. A round runs
+every pipeline once, in an order that rotates between rounds; the speed-up b/a (images per
+second) is taken within each round, so slow phases of a shared machine hit both sides. Seconds
+per epoch are for 60 000 images (the example's epoch; the recipe holds 5 000 out for
+validation). ``--quick`` times ``--limit-batches`` batches per epoch (default 25) instead of whole
+epochs: about a minute on two CPU cores, with (a)'s worker start-up weighing a little more
+than in whole epochs.
+
+Usage::
+
+    python benchmarks/train_throughput.py --quick                     # CPU, about a minute
+    python benchmarks/train_throughput.py --epochs 2 --rounds 2       # CPU, whole epochs
+    python benchmarks/train_throughput.py --device cuda --epochs 3    # GPU: gpu_fast.yaml
+    python benchmarks/train_throughput.py --quick --variant "no-fused:model.fused_optimizer=false"
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from torch import Tensor, nn
+from torch.nn import functional
+from torch.utils.data import DataLoader, Dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+RECIPE = ROOT / "recipes" / "mnist_vae.yaml"
+GPU_FRAGMENT = ROOT / "recipes" / "trainer" / "gpu_fast.yaml"
+EPOCH_IMAGES = 60_000
+WINDOW = 5  # batches
+
+
+@dataclass
+class Spec:
+    """One pipeline to measure in a child process."""
+
+    name: str
+    kind: str  # "example" or "package"
+    model: str
+    batch_size: int
+    epochs: int
+    limit_batches: int | None
+    device: str
+    data_dir: str
+    example_workers: int = 1
+    configs: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    threads: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Measurement:
+    """What a child reports: timed epochs and peak memory."""
+
+    seconds: list[float]
+    images: list[int]
+    best_images_per_second: float | None  # of the fastest window of WINDOW batches (CPU only)
+    rss_mb: float
+    children_rss_mb: float
+    cuda_peak_mb: float | None
+
+    @property
+    def images_per_second(self) -> float:
+        return sum(self.images) / sum(self.seconds)
+
+
+# --- the clock -------------------------------------------------------------------------------
+
+
+class EpochClock:
+    """Seconds and images of each epoch after the first (the warm-up), device synchronised;
+    on the CPU also the speed of the fastest window of ``WINDOW`` batches, an estimate of what
+    the machine gives without other users."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: list[float] = []
+        self.images: list[int] = []
+        self.windows: list[float] = []  # images per second
+        self._start = self._window_start = 0.0
+        self._count = self._window_count = self._batches = 0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def start(self) -> None:
+        self._sync()
+        self._start = self._window_start = time.perf_counter()
+        self._count = self._window_count = self._batches = 0
+
+    def add(self, images: int) -> None:
+        self._count += images
+        self._window_count += images
+        self._batches += 1
+        if self.device.type == "cpu" and self.seconds and self._batches % WINDOW == 0:
+            now = time.perf_counter()
+            self.windows.append(self._window_count / (now - self._window_start))
+            self._window_start, self._window_count = now, 0
+
+    def stop(self) -> None:
+        self._sync()
+        self.seconds.append(time.perf_counter() - self._start)
+        self.images.append(self._count)
+
+    def measurement(self) -> Measurement:
+        cuda = self.device.type == "cuda"
+        return Measurement(
+            seconds=self.seconds[1:],
+            images=self.images[1:],
+            best_images_per_second=max(self.windows, default=None),
+            rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            children_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            cuda_peak_mb=torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else None,
+        )
+
+
+# --- (a) the pytorch/examples pipeline -------------------------------------------------------
+
+
+def to_tensor(picture: Image.Image) -> Tensor:
+    """torchvision's ``transforms.ToTensor`` for a grey PIL image: (1, H, W) float32 in [0, 1]."""
+    array = np.array(picture, np.uint8, copy=True)
+    image = torch.from_numpy(array).view(picture.size[1], picture.size[0], 1)
+    return image.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+
+
+class ExampleMNIST(Dataset):
+    """torchvision's ``datasets.MNIST`` item access: a PIL image per sample, then ToTensor."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.data, self.targets = images, labels
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, target = self.data[index], int(self.targets[index])
+        return to_tensor(Image.fromarray(image.numpy())), target
+
+
+class ExampleVAE(nn.Module):
+    """The example's VAE class around the package's encoder and decoder (the same model)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def reparameterize(self, mu: Tensor, logvar: Tensor) -> Tensor:
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return self.decoder(self.reparameterize(mu, logvar)), mu, logvar
+
+
+def example_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """The example's BCE + KLD, from logits, in nats per example."""
+    bce = functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return (bce + kld) / len(x)
+
+
+def recipe_model(model: str) -> dict:
+    """The recipe's model arguments, with ``--model mlp`` swapping in the MLP's defaults."""
+    args = yaml.safe_load(RECIPE.read_text())["model"]
+    if model != args["arch"]:
+        args = {**args, "arch": model, "arch_options": None}
+    return args
+
+
+def run_example(spec: Spec) -> Measurement:
+    from lightning_vae.data.idx import read_idx
+    from lightning_vae.nets import build_architecture
+
+    device = torch.device(spec.device)
+    data_dir = Path(spec.data_dir)
+    images = torch.from_numpy(read_idx(data_dir / "train-images-idx3-ubyte.gz"))
+    labels = torch.from_numpy(read_idx(data_dir / "train-labels-idx1-ubyte.gz")).long()
+    loader = DataLoader(
+        ExampleMNIST(images, labels),
+        batch_size=spec.batch_size,
+        shuffle=True,
+        num_workers=spec.example_workers,
+        pin_memory=device.type == "cuda",
+    )
+    args = recipe_model(spec.model)
+    torch.manual_seed(0)
+    encoder, decoder = build_architecture(args["arch"], (1, 28, 28), args["latent_dim"],
+                                          out_channels=1, options=args.get("arch_options"))
+    model = ExampleVAE(encoder, decoder).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args["lr"])
+    clock = EpochClock(device)
+    for _ in range(1 + spec.epochs):
+        model.train()
+        train_loss = 0.0
+        clock.start()
+        for data, _ in itertools.islice(loader, spec.limit_batches):
+            data = data.to(device)
+            optimizer.zero_grad()
+            logits, mu, logvar = model(data)
+            loss = example_loss(logits, data, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            optimizer.step()
+            clock.add(len(data))
+        clock.stop()
+    return clock.measurement()
+
+
+# --- (b) the package -------------------------------------------------------------------------
+
+
+def package_argv(spec: Spec, root: str) -> list[str]:
+    """``lightning-vae`` arguments: the recipe, fragments, then this measurement's settings."""
+    argv = ["--config", str(RECIPE)]
+    for config in spec.configs:
+        argv += ["--config", config]
+    argv += [
+        f"--data.init_args.data_dir={spec.data_dir}",
+        "--data.init_args.download=false",
+        f"--data.init_args.batch_size={spec.batch_size}",
+        f"--trainer.accelerator={'gpu' if spec.device.startswith('cuda') else spec.device}",
+        f"--trainer.max_epochs={1 + spec.epochs}",
+        "--trainer.limit_val_batches=0",
+        f"--trainer.default_root_dir={root}",
+    ]
+    if spec.limit_batches:
+        argv.append(f"--trainer.limit_train_batches={spec.limit_batches}")
+    if spec.model != recipe_model("conv")["arch"]:
+        argv += [f"--model.arch={spec.model}", "--model.arch_options=null"]
+    return argv + [f"--{override}" for override in spec.overrides]
+
+
+def run_package(spec: Spec) -> Measurement:
+    import pytorch_lightning as pl
+
+    from lightning_vae.cli import run_lightning
+
+    class Clock(pl.Callback):
+        def __init__(self, clock: EpochClock) -> None:
+            self.clock = clock
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.clock.start()
+
+        def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
+                               outputs: object, batch: tuple[Tensor, Tensor], batch_idx: int
+                               ) -> None:
+            self.clock.add(len(batch[0]))
+            if batch_idx + 1 == trainer.num_training_batches:
+                self.clock.stop()
+
+    with tempfile.TemporaryDirectory() as root:
+        cli = run_lightning(package_argv(spec, root), run=False)
+        clock = EpochClock(cli.trainer.strategy.root_device)
+        cli.trainer.callbacks.append(Clock(clock))
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return clock.measurement()
+
+
+# --- rounds of child processes ---------------------------------------------------------------
+
+
+def parse_variant(text: str, example: Spec, package: Spec) -> Spec:
+    """``"NAME:SETTING,..."`` → a copy of (b), or of (a) with ``base=a``, changed by each
+    setting: ``threads=N``, ``workers=N`` (of (a)), ``env.NAME=VALUE`` or a CLI override of (b)
+    such as ``model.channels_last=false``."""
+    name, _, settings = text.partition(":")
+    pairs = [s.strip().partition("=") for s in settings.split(",") if s.strip()]
+    if bad := [key for key, sep, _ in pairs if not sep]:
+        raise SystemExit(f"--variant {text!r}: {bad} not KEY=VALUE")
+    base = example if ("base", "=", "a") in pairs else package
+    spec = Spec(**{**asdict(base), "name": name, "env": dict(base.env)})
+    for key, _, value in pairs:
+        if key == "threads":
+            spec.threads = int(value)
+        elif key == "workers":
+            spec.example_workers = int(value)
+        elif key.startswith("env."):
+            spec.env[key[4:]] = value
+        elif key != "base":
+            spec.overrides.append(f"{key}={value}")
+    return spec
+
+
+def measure(spec: Spec) -> Measurement:
+    """Run ``spec`` in a fresh Python process and read back its measurement."""
+    env = {**os.environ, **spec.env, "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, __file__, "--child", json.dumps(asdict(spec))]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{spec.name} failed:\n{done.stderr[-4000:]}")
+    return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def child(spec_json: str) -> None:
+    spec = Spec(**json.loads(spec_json))
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    result = run_example(spec) if spec.kind == "example" else run_package(spec)
+    print(json.dumps(asdict(result)))
+
+
+def describe_machine(device: str, threads: int | None) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
+    return (f"CPU: {os.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()}), "
+            f"torch {torch.__version__}, {threads or torch.get_num_threads()} torch threads")
+
+
+def report(specs: list[Spec], results: dict[str, list[Measurement]]) -> None:
+    """One line per pipeline: medians over rounds, speed-ups against (a) of the same round,
+    the fastest windows' speed-up, and peak memory (``+N w``: (a)'s worker process)."""
+    baseline = results[specs[0].name]
+    best_baseline = max((m.best_images_per_second or 0) for m in baseline)
+    print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'b/a':>6s} {'b/a range':>12s} "
+          f"{'best b/a':>8s} {'peak RSS MB':>15s} {'CUDA MB':>8s}")
+    for spec in specs:
+        runs = results[spec.name]
+        speed = statistics.median(m.images_per_second for m in runs)
+        ratios = [m.images_per_second / a.images_per_second
+                  for m, a in zip(runs, baseline, strict=True)]
+        best = max((m.best_images_per_second or 0) for m in runs)
+        best_ratio = f"{best / best_baseline:7.2f}x" if best_baseline else f"{'-':>8s}"
+        memory = f"{max(m.rss_mb for m in runs):.0f}"
+        if spec.kind == "example" and spec.example_workers:
+            memory += f" (+{max(m.children_rss_mb for m in runs):.0f} w)"
+        cuda = runs[0].cuda_peak_mb
+        print(f"{spec.name:36s} {EPOCH_IMAGES / speed:8.1f} {speed:9.0f} "
+              f"{statistics.median(ratios):5.2f}x {min(ratios):5.2f}-{max(ratios):.2f}x "
+              f"{best_ratio} {memory:>15s} {'-' if cuda is None else f'{cuda:.0f}':>8s}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("conv", "mlp"), default="conv")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="time --limit-batches per epoch")
+    parser.add_argument("--limit-batches", type=int, default=25)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_MNIST)
+    parser.add_argument("--example-workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch threads of every pipeline")
+    parser.add_argument("--config", action="append", type=Path,
+                        help="recipe fragments for (b); default on CUDA: gpu_fast.yaml")
+    parser.add_argument("--variant", action="append", default=[],
+                        help='another (b), or (a) with base=a: "NAME:model.channels_last='
+                             'false,threads=1,env.X=V"')
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child)
+
+    if not (args.data_dir / "train-images-idx3-ubyte.gz").is_file():
+        raise SystemExit(f"no MNIST in {args.data_dir}; pass --data-dir with the four .gz files")
+    configs = args.config
+    if configs is None:
+        configs = [GPU_FRAGMENT] if args.device.startswith("cuda") else []
+    common = dict(model=args.model, batch_size=args.batch_size, epochs=args.epochs,
+                  limit_batches=args.limit_batches if args.quick else None, device=args.device,
+                  data_dir=str(args.data_dir), example_workers=args.example_workers,
+                  threads=args.threads)
+    fragments = "+".join(Path(c).stem for c in configs)
+    specs = [
+        Spec(name=f"(a) pytorch/examples, {args.example_workers} worker", kind="example",
+             **common),
+        Spec(name="(b) lightning-vae" + (f" +{fragments}" if fragments else ""), kind="package",
+             configs=[str(c) for c in configs], **common),
+    ]
+    specs += [parse_variant(text, *specs) for text in args.variant]
+
+    results: dict[str, list[Measurement]] = {spec.name: [] for spec in specs}
+    for round_ in range(args.rounds):
+        shift = round_ % len(specs)
+        for spec in specs[shift:] + specs[:shift]:
+            results[spec.name].append(measure(spec))
+            print(f"  round {round_ + 1}: {spec.name}: "
+                  f"{results[spec.name][-1].images_per_second:.0f} images/s", flush=True)
+
+    timed = (f"{args.limit_batches} batches per epoch, extrapolated" if args.quick
+             else "whole epochs")
+    print(f"\nMNIST, {args.model} VAE, batch {args.batch_size}, {args.epochs} timed epochs after "
+          f"a warm-up ({timed}), {args.rounds} rounds; "
+          f"{describe_machine(args.device, args.threads)}")
+    report(specs, results)
+
+
+if __name__ == "__main__":
+    main()

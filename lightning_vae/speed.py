@@ -1,0 +1,101 @@
+"""Training-speed options of the VAE: fused optimizers, ``torch.compile`` of the training pass,
+and logging without host synchronisation.
+
+The options are constructor arguments of :class:`~lightning_vae.VAE` (JSON values, saved with
+the model): ``fused_optimizer``, ``channels_last`` and ``compile_mode``. What each one buys on
+a CPU, and what limits the speed there, is measured by ``benchmarks/train_throughput.py`` and
+recorded in docs/results.md ("Training throughput").
+
+Host synchronisation: on a GPU, the CPU queues kernels ahead of the device, and any call that
+needs a value back (``.item()``, ``float(tensor)``, or a Python number copied *to* the device
+with ``torch.tensor(x, device=...)``) waits until the queue has drained. One such call per step
+makes every step pay the launch latency of the next. Lightning converts progress-bar values to
+Python numbers at every step, and logger values only every ``log_every_n_steps``; so the
+training step logs its terms as device tensors, made with :func:`device_scalar` where they
+start as Python numbers, and shows them in the progress bar only where that is free
+(:func:`per_step_progress_bar`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def fused_supported(params: Iterable[Tensor]) -> bool:
+    """Whether this torch build has a fused Adam kernel for every parameter's device and dtype:
+    CUDA since torch 2.0, the CPU since 2.4 (``torch.optim`` raises on ``fused=True`` without
+    one)."""
+    try:  # the list torch.optim itself checks ``fused=True`` against
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+    except ImportError:
+        return False
+    devices = _get_fused_kernels_supported_devices()
+    return all(p.device.type in devices and p.is_floating_point() for p in params)
+
+
+def build_optimizer(name: str, params: Iterable[Tensor], lr: float, weight_decay: float,
+                    fused: bool) -> torch.optim.Optimizer:
+    """Adam or AdamW over ``params``; with ``fused``, the single-kernel implementation
+    (``fused=True``) wherever :func:`fused_supported` says it exists, else torch's default."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    params = list(params)
+    options = {"fused": True} if fused and fused_supported(params) else {}
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **options)
+
+
+def check_compile_mode(mode: str | None) -> None:
+    """Reject a ``compile_mode`` that ``torch.compile`` does not know, naming the choices."""
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ValueError(
+            f"compile_mode={mode!r} is not a torch.compile mode; choose one of {COMPILE_MODES} "
+            "or null (no compilation)"
+        )
+
+
+def uses_cudagraphs(mode: str | None) -> bool:
+    """Whether ``torch.compile`` replays CUDA graphs in ``mode`` (on CUDA devices)."""
+    return mode in ("reduce-overhead", "max-autotune")
+
+
+@functools.cache
+def compiled(fn: Callable, mode: str) -> Callable:
+    """``torch.compile(fn, mode=mode)``, built once per process for each (function, mode).
+
+    Pass plain functions (``VAE.elbo``, called as ``compiled(VAE.elbo, mode)(model, x)``), not
+    bound methods nor modules: nothing is stored on the model, so its ``state_dict`` keys and
+    copies are unchanged, and the compiled code is traced from this package's own code (torch
+    2.13 does not trace an ``nn.Sequential`` compiled on its own: ``Module.compile`` on one
+    runs it eagerly).
+    """
+    return torch.compile(fn, mode=mode)
+
+
+def device_scalar(value: float, device: torch.device) -> Tensor:
+    """``value`` as a 0-d float32 tensor on ``device``, written by a fill kernel.
+
+    ``self.log`` turns a Python number into ``torch.tensor(value, device=...)``, a copy from
+    the host that on CUDA waits for every queued kernel; a fill takes the number as a kernel
+    argument and waits for nothing.
+    """
+    return torch.full((), value, dtype=torch.float32, device=device)
+
+
+def per_step_progress_bar(device: torch.device) -> bool:
+    """Whether a value may be shown in the progress bar at every step on ``device``.
+
+    Lightning converts progress-bar values with ``.item()`` at every step. On the CPU that is
+    free; on an accelerator it waits for the step to finish, so the training loss is not shown
+    there (it is still logged at every step; the logger receives it, converted in one go,
+    every ``log_every_n_steps``).
+    """
+    return torch.device(device).type == "cpu"

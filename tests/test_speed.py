@@ -1,0 +1,262 @@
+"""The training-speed options: fused Adam, channels_last, torch.compile, bf16 autocast, and
+logging without host synchronisation; none of them may change the ELBO a run reaches."""
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_vae import VAE
+from lightning_vae.data import MNISTDataModule
+from lightning_vae.data.device_loader import DeviceLoader
+from lightning_vae.speed import (
+    COMPILE_MODES,
+    device_scalar,
+    fused_supported,
+    per_step_progress_bar,
+)
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+RECIPE_CONV = {"arch": "conv", "arch_options": {"channels": [32, 64], "hidden_dim": 256},
+               "latent_dim": 32}
+
+
+def small_conv(**options) -> VAE:
+    return VAE(arch="conv", image_shape=(1, 16, 16), latent_dim=4,
+               arch_options={"channels": [4, 8], "hidden_dim": 16}, **options)
+
+
+def tiny_bars(n: int = 64) -> torch.Tensor:
+    """Binary 8x8 images of one horizontal bar each: learnable in a few dozen steps."""
+    rows = torch.randint(0, 8, (n,), generator=torch.Generator().manual_seed(0))
+    images = torch.zeros(n, 1, 8, 8)
+    images[torch.arange(n), :, rows, :] = 1.0
+    return images
+
+
+def fit_tiny_and_validate(steps: int = 60, precision: str = "32-true", **options
+                          ) -> tuple[VAE, float]:
+    """Train an MLP VAE on the bars and return it with its validation ELBO (nats)."""
+    pl.seed_everything(0)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp",
+                arch_options={"hidden_dims": [32]}, iw_samples=0, **options)
+    data = TensorDataset(tiny_bars())
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", precision=precision, limit_val_batches=0)
+    trainer.fit(model, DataLoader(data, batch_size=16, shuffle=True))
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu")
+    (result,) = trainer.validate(model, DataLoader(data, batch_size=64), verbose=False)
+    return model, result["val/elbo"]
+
+
+# --- fused optimizers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_the_fused_optimizer_is_chosen_where_torch_has_a_kernel(name, cls):
+    model = small_conv(optimizer=name)
+    if not fused_supported(model.parameters()):
+        pytest.skip(f"torch {torch.__version__} has no fused Adam for the CPU (2.4 and later do)")
+    optimizer = model.configure_optimizers()
+    assert type(optimizer) is cls
+    assert optimizer.defaults["fused"] is True
+
+
+def test_fused_optimizer_false_keeps_torchs_default_implementation():
+    optimizer = small_conv(fused_optimizer=False).configure_optimizers()
+    assert not optimizer.defaults["fused"]
+
+
+def test_fused_kernels_are_not_claimed_for_devices_or_dtypes_without_one():
+    assert not fused_supported([torch.zeros(2, device="meta")])
+    assert not fused_supported([torch.zeros(2, dtype=torch.int64)])
+
+
+# --- channels_last -----------------------------------------------------------------------
+
+
+def test_channels_last_lays_out_conv_weights_and_the_decoder_output_that_way():
+    model = small_conv(channels_last=True)
+    conv_weights = [p for p in model.parameters() if p.ndim == 4]
+    assert len(conv_weights) == 4
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    logits = model.decoder(torch.randn(3, 4))
+    assert logits.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_gives_the_same_elbo_terms_from_the_same_weights():
+    plain, fast = small_conv(), small_conv(channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    x = (torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    torch.manual_seed(1)
+    expected = plain.elbo(x)
+    torch.manual_seed(1)
+    for name, value in fast.elbo(x).items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-4)
+
+
+def test_a_channels_last_model_saves_and_loads_like_any_other(tmp_path):
+    model = small_conv(channels_last=True)
+    model.save_pretrained(tmp_path / "model")
+    loaded = VAE.from_pretrained(tmp_path / "model")
+    assert loaded.hparams.channels_last is True
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+
+
+# --- the options as configuration --------------------------------------------------------
+
+
+def test_speed_options_are_json_hyperparameters_that_rebuild_the_model():
+    model = small_conv(fused_optimizer=False, channels_last=True, compile_mode="reduce-overhead")
+    config = json.loads(json.dumps(dict(model.hparams)))
+    assert {k: config[k] for k in ("fused_optimizer", "channels_last", "compile_mode")} == {
+        "fused_optimizer": False, "channels_last": True, "compile_mode": "reduce-overhead"}
+    rebuilt = VAE(**config)
+    assert json.loads(json.dumps(dict(rebuilt.hparams))) == config
+    assert rebuilt.decoder[-1].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_defaults_are_fused_adam_contiguous_weights_and_no_compilation():
+    hparams = VAE().hparams
+    assert (hparams.fused_optimizer, hparams.channels_last, hparams.compile_mode) == (
+        True, False, None)
+
+
+def test_an_unknown_compile_mode_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"compile_mode='fast'.*reduce-overhead"):
+        small_conv(compile_mode="fast")
+    assert "max-autotune" in COMPILE_MODES
+
+
+# --- logging without host synchronisation -----------------------------------------------
+
+
+def test_the_training_loss_is_in_the_progress_bar_only_where_reading_it_is_free():
+    assert per_step_progress_bar(torch.device("cpu"))
+    assert not per_step_progress_bar(torch.device("cuda", 0))
+    assert not per_step_progress_bar(torch.device("mps"))
+
+
+def test_python_numbers_are_logged_as_tensors_filled_on_the_device():
+    value = device_scalar(0.25, torch.device("cpu"))
+    assert value.shape == () and value.dtype == torch.float32 and value.item() == 0.25
+    model = small_conv(beta_schedule={"name": "capacity", "capacity_max": 5.0, "steps": 10})
+    means = model._objective(model.elbo(torch.rand(2, 1, 16, 16)))
+    assert all(isinstance(v, torch.Tensor) for v in means.values())
+    assert means["beta"].item() == 1.0 and means["capacity"].item() == 0.0
+
+
+def test_on_the_cpu_the_progress_bar_shows_the_training_loss():
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=16))
+    assert set(trainer.progress_bar_metrics) == {"train/loss"}
+
+
+class FailOnGPUSync(pl.Callback):
+    """Turn any host-device synchronisation into an error from the start of training step
+    ``first`` to the end of step ``last``: the step, backward, optimizer, logging, progress bar
+    and the next batch's fetch."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last, self.checked = first, last, []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if batch_idx == self.first:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.first <= batch_idx <= self.last:
+            self.checked.append(batch_idx)
+        if batch_idx == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@CUDA
+@pytest.mark.parametrize("compile_mode, precision", [
+    (None, "32-true"), ("reduce-overhead", "bf16-mixed")])
+def test_training_steps_on_a_gpu_never_wait_for_it(compile_mode, precision, tmp_path):
+    """With a logger, a checkpoint callback and the progress bar, as a recipe runs."""
+    images = torch.randint(0, 256, (640, 1, 28, 28), dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.zeros(640, dtype=torch.long), 32, shuffle=True,
+                          drop_last=True, binarize=True, device="cuda")
+    model = VAE(**RECIPE_CONV, channels_last=True, compile_mode=compile_mode, iw_samples=0)
+    check = FailOnGPUSync(first=8, last=15)
+    trainer = pl.Trainer(max_steps=18, accelerator="gpu", devices=1, precision=precision,
+                         logger=CSVLogger(tmp_path), log_every_n_steps=1000,
+                         default_root_dir=tmp_path, callbacks=[check])
+    try:
+        trainer.fit(model, loader)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert check.checked == list(range(8, 16))
+
+
+# --- the same ELBO, fast or not ----------------------------------------------------------
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one torch thread: two threads on two cores that other processes share stall
+    each other (see docs/results.md), one does not."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_the_fast_and_the_plain_path_reach_the_same_validation_elbo_on_mnist(
+        shared_mnist_dir, tmp_path, one_thread):
+    """150 steps of the default recipe's model, same seed and data; the options change only
+    rounding, which must not move the ELBO by more than noise."""
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+             "accelerator": "cpu", "default_root_dir": tmp_path}
+
+    def run(**options) -> float:
+        pl.seed_everything(0)
+        data = MNISTDataModule(str(shared_mnist_dir), batch_size=64, download=False,
+                               loader="device", eval_batch_size=1000)
+        model = VAE(**RECIPE_CONV, iw_samples=0, **options)
+        trainer = pl.Trainer(max_steps=150, limit_val_batches=0, enable_checkpointing=False,
+                             **quiet)
+        trainer.fit(model, datamodule=data)
+        (result,) = pl.Trainer(**quiet).validate(model, datamodule=data, verbose=False)
+        return result["val/elbo"]
+
+    plain = run(fused_optimizer=False, channels_last=False)
+    fast = run(fused_optimizer=True, channels_last=True)
+    assert plain < -100  # 150 steps: well short of convergence, so differences would show
+    assert fast == pytest.approx(plain, abs=1.0)
+
+
+@pytest.mark.slow
+def test_a_compiled_training_pass_reaches_the_eager_elbo_and_keeps_the_weight_names():
+    eager_model, eager = fit_tiny_and_validate()
+    # Inductor draws ε with its own generator unless told to fall back to eager's.
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled_model, compiled = fit_tiny_and_validate(compile_mode="default")
+    assert compiled == pytest.approx(eager, abs=0.1)
+    assert list(compiled_model.state_dict()) == list(eager_model.state_dict())
+
+
+@pytest.mark.slow
+def test_bf16_autocast_reaches_the_float32_elbo():
+    _, full = fit_tiny_and_validate()
+    _, bf16 = fit_tiny_and_validate(precision="bf16-mixed")
+    assert bf16 == pytest.approx(full, abs=1.0)
+
+
+def test_under_bf16_autocast_the_elbo_terms_are_summed_in_float32():
+    model = small_conv()
+    x = (torch.rand(4, 1, 16, 16) < 0.3).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = model.elbo(x)
+    assert {name: value.dtype for name, value in terms.items()} == dict.fromkeys(
+        ("recon", "kl", "elbo"), torch.float32)
