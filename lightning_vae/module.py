@@ -91,8 +91,9 @@ class VAE(pl.LightningModule, VAEHubMixin):
         fused_optimizer: use the single-kernel (fused) Adam/AdamW where torch has one for the
             parameters' device (CUDA; the CPU from torch 2.4), else torch's default.
         channels_last: keep convolution weights in the channels-last memory layout, which
-            convolutions then also use for their outputs (often faster on GPUs with bf16/fp16
-            and on CPUs; see docs/results.md). No effect on models without convolutions.
+            convolutions then also use for their outputs: faster on a CPU for the conv VAE
+            (docs/results.md), and the layout of GPU tensor cores in bf16. No effect on models
+            without convolutions.
         compile_mode: ``torch.compile`` the training pass (encoder, sampling, decoder, ELBO
             terms) with this mode: ``"default"``, ``"reduce-overhead"`` (CUDA graphs: pair it
             with static shapes, ``drop_last: true`` in the datamodule), ``"max-autotune"`` or
@@ -286,7 +287,8 @@ class VAE(pl.LightningModule, VAEHubMixin):
             metric.update(terms[term])
             self.log(f"{stage}/{term}", metric, prog_bar=term == "elbo")
         self.log_dict({f"{stage}/{name}": value for name, value in means.items()
-                       if name not in ELBO_TERMS}, sync_dist=True)
+                       if name not in ELBO_TERMS},
+                      reduce_fx="max", sync_dist=True)  # constants: no batch-size weighting
         self.active_units[stage].update(out.posterior.mean)
         self.log(f"{stage}/active_units", self.active_units[stage])
         return x, out.posterior
