@@ -13,17 +13,21 @@ batch size, with Adam at the recipe's learning rate, on the real MNIST training 
   fragments; on CUDA ``recipes/trainer/gpu_fast.yaml`` by default) with the batch size set:
   ``VAE`` + ``MNISTDataModule`` (device-resident batches, dynamic binarization) + ``Trainer``
   with the recipe's callbacks, logging and progress bar. Validation is off (not timed in (a)).
-- variants of (b), ``--variant "NAME:SETTING,..."``: settings are CLI overrides
-  (``model.channels_last=false``), ``threads=N`` (torch threads) or ``env.NAME=VALUE``.
+- variants, ``--variant "NAME:SETTING,..."``: (b), or (a) with ``base=a``, with settings
+  changed: CLI overrides of (b) (``model.channels_last=false``), ``threads=N`` (torch threads),
+  ``workers=N`` ((a)'s DataLoader workers) or ``env.NAME=VALUE``.
 
-Each measurement runs in a fresh process (its own peak memory, no shared caches): a warm-up
-epoch, then ``--epochs`` timed epochs, the device synchronised at both ends of each. A round runs
-every pipeline once, in an order that rotates between rounds; the speed-up b/a (images per
-second) is taken within each round, so slow phases of a shared machine hit both sides. Seconds
+Each measurement runs in a fresh process: a warm-up epoch, then ``--epochs`` timed epochs, the
+device synchronised at both ends of each. A round runs every pipeline once, in an order that
+rotates between rounds; the speed-up b/a (images per second) is taken within each round, so
+slow phases of a shared machine hit both sides. On the CPU, "best b/a" compares the fastest
+windows of 5 batches over all rounds: an estimate for a machine without other users. Seconds
 per epoch are for 60 000 images (the example's epoch; the recipe holds 5 000 out for
-validation). ``--quick`` times ``--limit-batches`` batches per epoch (default 25) instead of whole
-epochs: about a minute on two CPU cores, with (a)'s worker start-up weighing a little more
-than in whole epochs.
+validation). Peak memory: the process's maximum resident set (``getrusage``; ``+N w``: (a)'s
+worker process), and on CUDA ``torch.cuda.max_memory_allocated``. ``--quick`` times
+``--limit-batches`` batches per epoch (default 25) instead of whole epochs: about a minute on
+two CPU cores, with (a)'s worker start-up at each epoch weighing a little more than in whole
+epochs. ``--threads N`` sets torch's threads in every pipeline.
 
 Usage::
 
@@ -31,6 +35,7 @@ Usage::
     python benchmarks/train_throughput.py --epochs 2 --rounds 2       # CPU, whole epochs
     python benchmarks/train_throughput.py --device cuda --epochs 3    # GPU: gpu_fast.yaml
     python benchmarks/train_throughput.py --quick --variant "no-fused:model.fused_optimizer=false"
+    python benchmarks/train_throughput.py --quick --variant "(a) 0 workers:base=a,workers=0"
 """
 
 from __future__ import annotations

@@ -2,14 +2,17 @@
 logging without host synchronisation; none of them may change the ELBO a run reaches."""
 
 import json
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_vae import VAE
+from lightning_vae.cli import run_lightning
 from lightning_vae.data import MNISTDataModule
 from lightning_vae.data.device_loader import DeviceLoader
 from lightning_vae.speed import (
@@ -19,6 +22,7 @@ from lightning_vae.speed import (
     per_step_progress_bar,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 RECIPE_CONV = {"arch": "conv", "arch_options": {"channels": [32, 64], "hidden_dim": 256},
                "latent_dim": 32}
@@ -131,6 +135,19 @@ def test_an_unknown_compile_mode_is_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"compile_mode='fast'.*reduce-overhead"):
         small_conv(compile_mode="fast")
     assert "max-autotune" in COMPILE_MODES
+
+
+def test_the_gpu_fragment_adds_bf16_cuda_graphs_and_static_shapes_to_a_recipe(tiny_mnist_dir):
+    fragment = ROOT / "recipes" / "trainer" / "gpu_fast.yaml"
+    assert yaml.safe_load(fragment.read_text())["trainer"]["precision"] == "bf16-mixed"
+    cli = run_lightning([
+        "--config", str(ROOT / "recipes" / "mnist_vae.yaml"), "--config", str(fragment),
+        "--trainer.accelerator=cpu", "--trainer.precision=32-true",  # no GPU needed to parse
+        f"--data.init_args.data_dir={tiny_mnist_dir}", "--data.init_args.download=false",
+    ], run=False)
+    assert cli.datamodule.drop_last is True
+    assert (cli.model.hparams.compile_mode, cli.model.hparams.channels_last) == (
+        "reduce-overhead", True)
 
 
 # --- logging without host synchronisation -----------------------------------------------
