@@ -108,7 +108,8 @@ class VAEHubMixin(
         Saving is atomic: everything is written into a temporary sibling folder, then moved in
         file by file with config.json last, after removing any old one. An interrupted save
         leaves a folder without config.json, which never loads as a model. Other files in the
-        folder are kept; README.md is replaced, since it states this model's numbers.
+        folder are kept; README.md is replaced, since it states this model's numbers. The files
+        get the mode the umask gives new files (0o644 under the usual 022).
         """
         if config is not None:
             raise ValueError(
@@ -132,7 +133,9 @@ class VAEHubMixin(
             (staging / CONFIG_FILE).write_text(json.dumps(model_config, sort_keys=True, indent=2))
             target.mkdir(exist_ok=True)
             (target / CONFIG_FILE).unlink(missing_ok=True)
+            mode = _new_file_mode()
             for name in (WEIGHTS_FILE, PICTURE_FILE, CARD_FILE, CONFIG_FILE):
+                os.chmod(staging / name, mode)  # safetensors writes its file owner-only (0600)
                 os.replace(staging / name, target / name)
         if push_to_hub:
             return self.push_to_hub(repo_id or target.name, model_card_kwargs=model_card_kwargs,
@@ -252,6 +255,17 @@ def _major(version: object, path: Path) -> int:
         return int(str(version).split(".")[0])
     except ValueError:
         raise ValueError(f"{path}: unreadable {VERSION_KEY} {version!r}") from None
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process umask (0o644 under the usual
+    022), which saved files get so that a shared or served folder is readable as any other.
+
+    Python can read the umask only by setting it; it is set to 0o077 for that instant, so a file
+    another thread creates meanwhile is at worst private, never world-writable."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fetch(source: str, filename: str, download: dict[str, Any]) -> Path:

@@ -172,8 +172,6 @@ def build(model: ZooModel, data_dir: str, work: Path, zoo_root: Path, threads: i
     target = zoo_root / model.folder.name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(hub, target)
-    for file in target.iterdir():  # package data, readable by all (safetensors writes 0600)
-        file.chmod(0o644)
     print(f"wrote {target}: test ELBO {scores['test/elbo']:.2f}, test NLL "
           f"{scores['test/nll_iw']:.2f} (k={model.iw_samples}) nats per example", flush=True)
     return target

@@ -1,11 +1,16 @@
-"""Shared fixtures: tiny generated MNIST-layout folders of IDX files, and the real data's paths."""
+"""Shared fixtures: tiny generated MNIST-layout folders of IDX files, the real data's paths, and
+the Hugging Face Hub as tests meet it (offline, with or without credentials, uploads recorded)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import huggingface_hub
 import numpy as np
 import pytest
+from hub_cache import COMMIT, folder_bytes
+from huggingface_hub import HfApi, RepoUrl
 
 from lightning_vae.data.idx import write_idx
 
@@ -77,3 +82,52 @@ def system_fashion_mnist_dir() -> Path:
             "(apt-get install dataset-fashion-mnist)"
         )
     return SYSTEM_FASHION_MNIST
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub offline mode as HF_HUB_OFFLINE=1 gives it. huggingface_hub 2.4 reads the variable
+    once, when it is imported, into ``constants.HF_HUB_OFFLINE``, and ``is_offline_mode()``
+    (checked before every HTTP request) returns that constant: setting the variable now would
+    change nothing, so the constant is set too."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Hugging Face credentials: no token variables, and the token file (whose path
+    huggingface_hub reads from ``constants.HF_TOKEN_PATH`` at each call) missing."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+@pytest.fixture
+def token(no_token: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Hugging Face token in HF_TOKEN, and no other credentials; returns it."""
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    return "hf_test_token"
+
+
+@pytest.fixture
+def hub_api(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The one fake in the Hub tests, because no Hub server is reachable: ``HfApi.create_repo``
+    and ``HfApi.upload_folder`` record what would be created and uploaded (the files' bytes, at
+    the time of the call). Set ``fail`` to an exception to make the upload fail."""
+    record = SimpleNamespace(created=[], uploads=[], fail=None)
+
+    def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
+        record.created.append({"repo_id": repo_id, "private": private, "token": api.token})
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(api, *, repo_id, folder_path, commit_message=None, **kwargs):
+        if record.fail is not None:
+            raise record.fail
+        record.uploads.append({"repo_id": repo_id, "files": folder_bytes(Path(folder_path)),
+                               "commit_message": commit_message})
+        return f"https://huggingface.co/{repo_id}/commit/{COMMIT}"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return record

@@ -2,7 +2,7 @@
 hub's cache), the model card and its picture, checkpoint export, and pushing.
 
 No Hub server is reachable here, so pushes run for real up to huggingface_hub's upload API,
-where the ``hub_api`` fixture records what would be uploaded.
+where the ``hub_api`` fixture (conftest.py) records what would be uploaded.
 """
 
 import inspect
@@ -12,15 +12,14 @@ import pickle
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import huggingface_hub
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from hub_cache import write_hub_cache
-from huggingface_hub import HfApi, ModelCard, RepoUrl
+from hub_cache import COMMIT, MODEL_FILES, folder_bytes, write_hub_cache
+from huggingface_hub import ModelCard
 from huggingface_hub.errors import LocalTokenNotFoundError
 from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -36,8 +35,6 @@ from lightning_vae.images_grid import make_grid, save_png
 SMALL_OPTIONS = {"mlp": {"hidden_dims": [16]}, "conv": {"channels": [4, 8], "hidden_dim": 16}}
 """Small widths for the built-in architectures; any other registered one gets its defaults."""
 IMAGE_SHAPE = (1, 16, 16)
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-MODEL_FILES = {"config.json", "model.safetensors", "README.md", "samples.png"}
 
 
 def small_vae(arch: str = "mlp", image_shape=IMAGE_SHAPE, latent_dim: int = 3,
@@ -70,11 +67,6 @@ def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
         assert torch.equal(a[name], b[name]), name
 
 
-def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def edit_config(folder: Path, **changes) -> None:
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(config | changes))
@@ -85,54 +77,6 @@ def saved(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     small_vae().save_pretrained(folder)
     return folder
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hub offline mode as HF_HUB_OFFLINE=1 gives it. huggingface_hub 2.4 reads the variable
-    once, when it is imported, into ``constants.HF_HUB_OFFLINE``, and ``is_offline_mode()``
-    (checked before every HTTP request) returns that constant: setting the variable now would
-    change nothing, so the constant is set too."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture
-def no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No Hugging Face credentials: no token variables, and the token file (whose path
-    huggingface_hub reads from ``constants.HF_TOKEN_PATH`` at each call) missing."""
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-
-
-@pytest.fixture
-def token(no_token: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    return "hf_test_token"
-
-
-@pytest.fixture
-def hub_api(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """The one fake in these tests, because no Hub server is reachable: ``HfApi.create_repo``
-    and ``HfApi.upload_folder`` record what would be created and uploaded (the files' bytes, at
-    the time of the call). Set ``fail`` to an exception to make the upload fail."""
-    record = SimpleNamespace(created=[], uploads=[], fail=None)
-
-    def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
-        record.created.append({"repo_id": repo_id, "private": private, "token": api.token})
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(api, *, repo_id, folder_path, commit_message=None, **kwargs):
-        if record.fail is not None:
-            raise record.fail
-        record.uploads.append({"repo_id": repo_id, "files": folder_bytes(Path(folder_path)),
-                               "commit_message": commit_message})
-        return f"https://huggingface.co/{repo_id}/commit/{COMMIT}"
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    return record
 
 
 def fit_tiny(root: Path, callbacks=(), **trainer_args) -> pl.Trainer:
@@ -194,6 +138,21 @@ def test_save_into_an_existing_folder_replaces_the_model_and_keeps_other_files(s
     assert (saved / "notes.txt").read_text() == "mine"
     assert VAE.from_pretrained(saved).latent_dim == 5
     assert not [p for p in saved.parent.iterdir() if p.name.endswith(".partial")]
+
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX's")
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664)])
+def test_saved_files_get_the_mode_the_umask_gives_new_files(tmp_path, mask, mode):
+    """safetensors writes its file owner-only (0600) and the save moves files in from a temporary
+    folder; a saved folder must still be readable as a shared or served folder is."""
+    previous = os.umask(mask)
+    try:
+        small_vae().save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "model").iterdir()}
+    assert modes == dict.fromkeys(MODEL_FILES, mode)
 
 
 # --- atomic saving ---------------------------------------------------------------------------

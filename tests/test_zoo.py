@@ -17,14 +17,13 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import huggingface_hub
 import pytest
 import torch
 import yaml
-from hub_cache import write_hub_cache
-from huggingface_hub import HfApi, ModelCard, RepoUrl
+from hub_cache import COMMIT, MODEL_FILES, folder_bytes, write_hub_cache
+from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -35,8 +34,6 @@ from lightning_vae.objectives import importance_weighted_bound
 from lightning_vae.zoo import ZOO, ZooModel, bundled_folder, card_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_FILES = {"config.json", "model.safetensors", "README.md", "samples.png"}
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 DATA_FIXTURES = {"mnist": "shared_mnist_dir", "fashion_mnist": "system_fashion_mnist_dir"}
 """The conftest fixture giving each zoo data set's real files (it skips when they are absent)."""
 SUBSET_SIZE = 500
@@ -76,40 +73,6 @@ def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
                     test_elbo=-100.0 - i, test_log_likelihood=-95.5 - i,
                     log_likelihood_samples=model.iw_samples)
     return latents
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HF_HUB_OFFLINE=1, and the constant huggingface_hub read from it at import."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture
-def hub_api(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """No Hub server is reachable: HfApi's create_repo and upload_folder record what would be
-    created and uploaded (the files' bytes at the time of the call)."""
-    record = SimpleNamespace(created=[], uploads=[])
-
-    def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
-        record.created.append((repo_id, private))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(api, *, repo_id, folder_path, commit_message=None, **kwargs):
-        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
-        record.uploads.append((repo_id, files))
-        return f"https://huggingface.co/{repo_id}/commit/{COMMIT}"
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    return record
-
-
-@pytest.fixture
-def no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
 
 
 # --- the lookup, on a tiny zoo -----------------------------------------------------------------
@@ -201,14 +164,14 @@ def publish(argv: list[str]) -> list[str]:
 
 
 def test_publish_pushes_every_zoo_folder_unchanged_to_the_repo_of_its_name(
-        tiny_zoo, hub_api, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+        tiny_zoo, hub_api, token):
     urls = publish(["--private"])
     assert urls == [f"https://huggingface.co/{m.name}/commit/{COMMIT}" for m in ZOO]
-    assert hub_api.created == [(m.name, True) for m in ZOO]
-    for model, (repo_id, files) in zip(ZOO, hub_api.uploads, strict=True):
-        assert repo_id == model.name and set(files) == MODEL_FILES
-        assert files == {p.name: p.read_bytes() for p in model.folder.iterdir()}
+    assert hub_api.created == [{"repo_id": m.name, "private": True, "token": token}
+                               for m in ZOO]
+    for model, upload in zip(ZOO, hub_api.uploads, strict=True):
+        assert upload["repo_id"] == model.name and set(upload["files"]) == MODEL_FILES
+        assert upload["files"] == folder_bytes(model.folder)
 
 
 def test_publish_without_credentials_uploads_nothing(tiny_zoo, hub_api, no_token):
@@ -229,10 +192,10 @@ def test_build_fits_tests_and_exports_with_the_cli_and_records_it_in_the_card(
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_zoo.py"),
                     "--mnist-dir", str(tiny_mnist_dir), "--only", model.name,
                     "--work", str(tmp_path / "work"), "--zoo-root", str(tmp_path / "zoo"),
-                    f"--extra-args={extra}"], check=True, capture_output=True)
+                    f"--extra-args={extra}"], check=True, capture_output=True, umask=0o022)
     folder = tmp_path / "zoo" / model.folder.name
     assert {p.name for p in folder.iterdir()} == MODEL_FILES
-    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}  # readable by all
     run = tmp_path / "work" / model.folder.name
     checkpoint = run / "fit" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, weights_only=True)["state_dict"]

@@ -37,8 +37,8 @@ from lightning_vae.data.device_loader import (
     binarize_once,
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
-from lightning_vae.data.in_memory import InMemoryDataModule
-from lightning_vae.data.mnist import BINARIZATION_SEED, SPLIT_SEED, Binarize
+from lightning_vae.data.in_memory import Binarize, InMemoryDataModule, check_options
+from lightning_vae.data.mnist import BINARIZATION_SEED, SPLIT_SEED
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CACHE_DIR_NAME = ".lightning-vae-cache"
@@ -132,10 +132,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        if binarize not in ("none", "dynamic", "static"):
-            raise ValueError(f"binarize={binarize!r}: expected 'none', 'dynamic' or 'static'")
-        if loader not in ("auto", "device", "dataloader"):
-            raise ValueError(f"loader={loader!r}: expected 'auto', 'device' or 'dataloader'")
+        check_options(binarize=binarize, loader=loader)
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1
                 and val_fraction + test_fraction < 1):
             raise ValueError(

@@ -19,7 +19,6 @@ training device by :class:`~.device_loader.DeviceLoader` (or a ``DataLoader``, s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -29,10 +28,9 @@ from lightning_vae.data.device_loader import (
     binarize_once,
 )
 from lightning_vae.data.idx import read_idx
-from lightning_vae.data.in_memory import InMemoryDataModule
+from lightning_vae.data.in_memory import Binarize, InMemoryDataModule, check_options
 from lightning_vae.data.sources import FASHION_MNIST, MNIST, IDXDatasetSpec, locate_files
 
-Binarize = Literal["none", "dynamic", "static"]
 SPLIT_SEED = 0
 BINARIZATION_SEED = 0  # the fixed draw; the test split uses BINARIZATION_SEED + 1
 
@@ -71,10 +69,7 @@ class IDXDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        if binarize not in ("none", "dynamic", "static"):
-            raise ValueError(f"binarize={binarize!r}: expected 'none', 'dynamic' or 'static'")
-        if loader not in ("auto", "device", "dataloader"):
-            raise ValueError(f"loader={loader!r}: expected 'auto', 'device' or 'dataloader'")
+        check_options(binarize=binarize, loader=loader)
         if val_size < 0:
             raise ValueError(f"val_size={val_size} must be non-negative")
         self.save_hyperparameters()
