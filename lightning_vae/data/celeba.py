@@ -28,7 +28,7 @@ from torch import Tensor
 from lightning_vae.data.device_loader import LoaderKind
 from lightning_vae.data.download import DownloadError, download_file
 from lightning_vae.data.images import ImageTransform, build_uint8_cache
-from lightning_vae.data.in_memory import InMemoryDataModule
+from lightning_vae.data.in_memory import InMemoryDataModule, check_options
 from lightning_vae.data.sources import DATA_ENV
 
 IMAGE_DIR = "img_align_celeba"
@@ -254,8 +254,7 @@ class CelebADataModule(InMemoryDataModule):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        if loader not in ("auto", "device", "dataloader"):
-            raise ValueError(f"loader={loader!r}: expected 'auto', 'device' or 'dataloader'")
+        check_options(loader=loader)
         if crop_size is not None and not 1 <= crop_size <= min(INPUT_SIZE):
             raise ValueError(
                 f"crop_size={crop_size} must lie in [1, {min(INPUT_SIZE)}] (CelebA images are "
