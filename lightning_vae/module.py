@@ -32,6 +32,7 @@ from lightning_vae.speed import (
     compiled,
     device_scalar,
     per_step_progress_bar,
+    step_values_read,
     uses_cudagraphs,
 )
 
@@ -269,12 +270,17 @@ class VAE(pl.LightningModule, VAEHubMixin):
         return compiled(type(self).elbo, mode)(self, x)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """The β-weighted negative ELBO of the batch; logs every term at every step without
-        waiting for the device: ``train/loss`` goes to the progress bar only on the CPU (see
-        :func:`~lightning_vae.speed.per_step_progress_bar`)."""
+        """The β-weighted negative ELBO of the batch. Logs every term, as device tensors, at
+        every step whose values Lightning passes on (:func:`~lightning_vae.speed.step_values_read`:
+        each logger write and the epoch's last step); ``train/loss`` also goes to the progress
+        bar at every step, on the CPU only (:func:`~lightning_vae.speed.per_step_progress_bar`)."""
         means = self._objective(self._training_terms(images_of(batch)))
-        self.log("train/loss", means["loss"], prog_bar=per_step_progress_bar(self.device))
-        self.log_dict({f"train/{name}": value for name, value in means.items() if name != "loss"})
+        read, shown = step_values_read(self.trainer, batch_idx), per_step_progress_bar(self.device)
+        if read or shown:
+            self.log("train/loss", means["loss"], prog_bar=shown)
+        if read:
+            self.log_dict({f"train/{name}": value for name, value in means.items()
+                           if name != "loss"})
         return means["loss"]
 
     def _evaluation_step(self, batch: Any, stage: str) -> tuple[Tensor, DiagonalGaussian]:

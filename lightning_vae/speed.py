@@ -14,6 +14,10 @@ Python numbers at every step, and logger values only every ``log_every_n_steps``
 training step logs its terms as device tensors, made with :func:`device_scalar` where they
 start as Python numbers, and shows them in the progress bar only where that is free
 (:func:`per_step_progress_bar`).
+
+Python overhead: each ``self.log`` call costs Lightning 0.6–0.9 ms on the CPU, so the step
+logs its terms only at the steps whose values anyone reads (:func:`step_values_read`); what
+the loggers and ``trainer.callback_metrics`` at the end of an epoch receive is unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Literal
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -99,3 +104,19 @@ def per_step_progress_bar(device: torch.device) -> bool:
     every ``log_every_n_steps``).
     """
     return torch.device(device).type == "cpu"
+
+
+def step_values_read(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether values logged by this training step reach anyone: the loggers, which Lightning
+    writes every ``log_every_n_steps``, or ``trainer.callback_metrics`` at the epoch's end.
+
+    Step-level values logged at other steps are overwritten unread, yet each ``self.log`` call
+    costs 0.6–0.9 ms of Python on the CPU (Lightning moves its whole result record to the
+    value's device at every call): six terms at every step were some 6 % of a CPU training
+    step of the default model. Between those steps, ``callback_metrics`` keeps the last values
+    read. Where Lightning's internals differ from the ones read here, every step counts as read.
+    """
+    connector = getattr(trainer, "_logger_connector", None)
+    writes = getattr(connector, "should_update_logs", True)
+    last_batch = batch_idx + 1 >= trainer.num_training_batches
+    return bool(writes or last_batch or trainer.fast_dev_run)

@@ -1,6 +1,7 @@
 """The training-speed options: fused Adam, channels_last, torch.compile, bf16 autocast, and
 logging without host synchronisation; none of them may change the ELBO a run reaches."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from lightning_vae.speed import (
     device_scalar,
     fused_supported,
     per_step_progress_bar,
+    step_values_read,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,6 +176,54 @@ def test_on_the_cpu_the_progress_bar_shows_the_training_loss():
                          enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=16))
     assert set(trainer.progress_bar_metrics) == {"train/loss"}
+
+
+class LogsEveryStep(VAE):
+    """The reference: every term through ``self.log`` at every training step."""
+
+    def training_step(self, batch, batch_idx):
+        means = self._objective(self.elbo(batch[0]))
+        self.log_dict({f"train/{name}": value for name, value in means.items()})
+        return means["loss"]
+
+
+def logged_training_rows(model_class: type[VAE], root: Path) -> tuple[list[dict], dict]:
+    """CSV rows of the training terms and the final callback metrics of 2 epochs of 5 steps,
+    written every 3 steps."""
+    pl.seed_everything(0)
+    model = model_class(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_epochs=2, log_every_n_steps=3, logger=CSVLogger(root),
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(40)), batch_size=8))
+    rows = list(csv.DictReader((root / "lightning_logs/version_0/metrics.csv").open()))
+    return rows, {k: v.item() for k, v in trainer.callback_metrics.items()}
+
+
+def test_skipping_unread_step_values_leaves_the_logs_and_callback_metrics_unchanged(tmp_path):
+    rows, final = logged_training_rows(VAE, tmp_path / "skips")
+    reference_rows, reference_final = logged_training_rows(LogsEveryStep, tmp_path / "every")
+    assert [row["step"] for row in rows] == ["2", "5", "8"]
+    assert rows == reference_rows
+    assert final == reference_final
+    assert {"train/loss", "train/recon", "train/kl", "train/elbo", "train/beta"} <= final.keys()
+
+
+def test_step_values_are_read_at_logger_writes_and_at_the_end_of_each_epoch():
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append(step_values_read(trainer, batch_idx))
+
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_epochs=2, log_every_n_steps=4, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", callbacks=[Record()])
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(40)), batch_size=8))
+    epoch_0 = [False, False, False, True, True]  # global step 3 (every 4th); last batch
+    epoch_1 = [False, False, True, False, True]  # global step 7; last batch
+    assert seen == [*epoch_0, *epoch_1]
 
 
 class FailOnGPUSync(pl.Callback):
