@@ -15,7 +15,8 @@ batch size, with Adam at the recipe's learning rate, on the real MNIST training 
   with the recipe's callbacks, logging and progress bar. Validation is off (not timed in (a)).
 - variants, ``--variant "NAME:SETTING,..."``: (b), or (a) with ``base=a``, with settings
   changed: CLI overrides of (b) (``model.channels_last=false``), ``threads=N`` (torch threads),
-  ``workers=N`` ((a)'s DataLoader workers) or ``env.NAME=VALUE``.
+  ``workers=N`` ((a)'s DataLoader workers), ``env.NAME=VALUE`` or ``drop=CALLBACK`` (a recipe
+  callback of (b), by class name, such as ``ReuseFreedMemory``).
 
 Each measurement runs in a fresh process: a warm-up epoch, then ``--epochs`` timed epochs, the
 device synchronised at both ends of each. A round runs every pipeline once, in an order that
@@ -86,6 +87,7 @@ class Spec:
     overrides: list[str] = field(default_factory=list)
     threads: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    drop_callbacks: list[str] = field(default_factory=list)  # class names, removed from (b)
 
 
 @dataclass
@@ -295,6 +297,8 @@ def run_package(spec: Spec) -> Measurement:
     with tempfile.TemporaryDirectory() as root:
         cli = run_lightning(package_argv(spec, root), run=False)
         clock = EpochClock(cli.trainer.strategy.root_device)
+        cli.trainer.callbacks = [callback for callback in cli.trainer.callbacks
+                                 if type(callback).__name__ not in spec.drop_callbacks]
         cli.trainer.callbacks.append(Clock(clock))
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return clock.measurement()
@@ -305,8 +309,9 @@ def run_package(spec: Spec) -> Measurement:
 
 def parse_variant(text: str, example: Spec, package: Spec) -> Spec:
     """``"NAME:SETTING,..."`` → a copy of (b), or of (a) with ``base=a``, changed by each
-    setting: ``threads=N``, ``workers=N`` (of (a)), ``env.NAME=VALUE`` or a CLI override of (b)
-    such as ``model.channels_last=false``."""
+    setting: ``threads=N``, ``workers=N`` (of (a)), ``env.NAME=VALUE``, ``drop=CALLBACK`` (a
+    recipe callback's class name, taken out of (b)) or a CLI override of (b) such as
+    ``model.channels_last=false``."""
     name, _, settings = text.partition(":")
     pairs = [s.strip().partition("=") for s in settings.split(",") if s.strip()]
     if bad := [key for key, sep, _ in pairs if not sep]:
@@ -320,6 +325,8 @@ def parse_variant(text: str, example: Spec, package: Spec) -> Spec:
             spec.example_workers = int(value)
         elif key.startswith("env."):
             spec.env[key[4:]] = value
+        elif key == "drop":
+            spec.drop_callbacks.append(value)
         elif key != "base":
             spec.overrides.append(f"{key}={value}")
     return spec

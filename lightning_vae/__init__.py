@@ -2,6 +2,7 @@
 
 from lightning_vae.callbacks import ImagePanels, LatentDiagnostics
 from lightning_vae.distributions import DiagonalGaussian
+from lightning_vae.host_memory import ReuseFreedMemory
 from lightning_vae.hub import PushToHub, export_checkpoint, from_pretrained, push
 from lightning_vae.likelihoods import Bernoulli, Gaussian
 from lightning_vae.module import VAE, VAEOutput
@@ -18,6 +19,7 @@ __all__ = [
     "ImagePanels",
     "LatentDiagnostics",
     "PushToHub",
+    "ReuseFreedMemory",
     "VAEOutput",
     "available_architectures",
     "build_schedule",
