@@ -9,14 +9,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import write_tiny_mnist
-from hub_cache import write_hub_cache
+from hub_cache import COMMIT, write_hub_cache
 from PIL import Image
 
 from lightning_vae import VAE, from_pretrained
 from lightning_vae.cli import main
 from lightning_vae.data import MNISTDataModule
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO_ID = "someuser/tiny-vae"
 
 
@@ -42,11 +41,9 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture
-def hub_cache(sources, monkeypatch: pytest.MonkeyPatch) -> None:
+def hub_cache(sources, offline, monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline, with the Hugging Face cache holding REPO_ID (constants are read at import)."""
     cache = Path(sources["folder"]).parent / "hf-cache"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
 
 
