@@ -4,13 +4,14 @@ glibc's ``malloc`` serves every block above its mmap threshold (128 KiB at first
 step by step up to 32 MiB as blocks are freed) with a fresh ``mmap`` and gives it back to the
 kernel with ``munmap`` when it is freed. A training step on the CPU allocates and frees the
 same activation and gradient buffers (0.2–10 MB each for the default conv VAE) at every step,
-so each step maps them anew and touches every page for the first time: thousands of page
-faults, each one zeroing a page, about a quarter of the step's time
-(docs/results.md, "Training throughput"). Raising the mmap threshold to its maximum and the
-trim threshold far above a step's working set makes freed blocks stay in the heap, where the
-next step finds them. This is what jemalloc or tcmalloc (``LD_PRELOAD``), as PyTorch's CPU
-tuning guide advises, achieve, without a library to install or a variable to set before
-Python starts.
+so each step can map them anew and touch every page for the first time: thousands of page
+faults, each one zeroing a page, a quarter of a plain training loop's step here
+(docs/results.md, "Training throughput"). How many depends on what the process freed before
+(glibc raises its threshold to the largest block freed). Raising the mmap threshold to its
+maximum and the trim threshold far above a step's working set makes freed blocks stay in the
+heap, where the next step finds them. This is what jemalloc or tcmalloc (``LD_PRELOAD``), as
+PyTorch's CPU tuning guide advises, achieve, without a library to install or a variable to
+set before Python starts.
 
 :class:`ReuseFreedMemory` applies it when a run trains on the CPU; :func:`retain_freed_memory`
 is the call itself, for loops outside a ``Trainer``.

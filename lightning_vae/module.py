@@ -25,10 +25,10 @@ from lightning_vae.preprocess import (
     preprocess_images,
 )
 from lightning_vae.speed import (
-    OPTIMIZERS,
     CompileMode,
     build_optimizer,
     check_compile_mode,
+    check_optimizer,
     compiled,
     device_scalar,
     per_step_progress_bar,
@@ -130,8 +130,7 @@ class VAE(pl.LightningModule, VAEHubMixin):
             raise ValueError(f"image_shape must be (channels, height, width), got {image_shape}")
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        check_optimizer(optimizer)
         check_compile_mode(compile_mode)
         self.image_shape = image_shape
         self.latent_dim = latent_dim

@@ -51,11 +51,16 @@ def build_optimizer(name: str, params: Iterable[Tensor], lr: float, weight_decay
                     fused: bool) -> torch.optim.Optimizer:
     """Adam or AdamW over ``params``; with ``fused``, the single-kernel implementation
     (``fused=True``) wherever :func:`fused_supported` says it exists, else torch's default."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    check_optimizer(name)
     params = list(params)
     options = {"fused": True} if fused and fused_supported(params) else {}
     return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **options)
+
+
+def check_optimizer(name: str) -> None:
+    """Reject an optimizer name :func:`build_optimizer` does not know, naming the choices."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
 
 
 def check_compile_mode(mode: str | None) -> None:
@@ -100,8 +105,7 @@ def per_step_progress_bar(device: torch.device) -> bool:
 
     Lightning converts progress-bar values with ``.item()`` at every step. On the CPU that is
     free; on an accelerator it waits for the step to finish, so the training loss is not shown
-    there (it is still logged at every step; the logger receives it, converted in one go,
-    every ``log_every_n_steps``).
+    there (the loggers still receive it, converted in one go, every ``log_every_n_steps``).
     """
     return torch.device(device).type == "cpu"
 

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightning_vae.data.device_loader import LoaderKind
+from lightning_vae.data.device_loader import LoaderKind, check_options
 from lightning_vae.data.download import DownloadError, download_file
 from lightning_vae.data.images import ImageTransform, build_uint8_cache
-from lightning_vae.data.in_memory import InMemoryDataModule, check_options
+from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.sources import DATA_ENV
 
 IMAGE_DIR = "img_align_celeba"

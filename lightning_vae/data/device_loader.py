@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -40,6 +40,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 LoaderKind = Literal["auto", "device", "dataloader"]
+Binarize = Literal["none", "dynamic", "static"]
+
+
+def check_options(*, binarize: str = "none", loader: str = "auto") -> None:
+    """Refuse a ``binarize`` or ``loader`` value outside its choices (``Binarize``,
+    ``LoaderKind``), naming the value and the choices, when the datamodule is built rather than
+    at its first batch."""
+    for name, value, choices in (("binarize", binarize, get_args(Binarize)),
+                                 ("loader", loader, get_args(LoaderKind))):
+        if value not in choices:
+            listed = ", ".join(map(repr, choices[:-1])) + f" or {choices[-1]!r}"
+            raise ValueError(f"{name}={value!r}: expected {listed}")
 
 
 class EpochShardSampler(Sampler[int]):
@@ -311,8 +323,7 @@ def choose_loader(
 ) -> Literal["device", "dataloader"]:
     """``"device"`` when ``nbytes`` fit the budget (default: a quarter of the free memory on
     ``device``), else ``"dataloader"``; ``loader="device"|"dataloader"`` forces the choice."""
-    if loader not in ("auto", "device", "dataloader"):
-        raise ValueError(f"loader={loader!r}: expected 'auto', 'device' or 'dataloader'")
+    check_options(loader=loader)
     if loader != "auto":
         return loader
     if budget_bytes is None:

@@ -33,11 +33,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lightning_vae.data.device_loader import (
+    Binarize,
     LoaderKind,
     binarize_once,
+    check_options,
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
-from lightning_vae.data.in_memory import Binarize, InMemoryDataModule, check_options
+from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.mnist import BINARIZATION_SEED, SPLIT_SEED
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")

@@ -9,26 +9,17 @@ and unpadded for evaluation, so that under DDP every evaluation example counts e
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import pytorch_lightning as pl
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightning_vae.data.device_loader import DeviceLoader, LoaderKind, make_loader, placement_of
-
-Binarize = Literal["none", "dynamic", "static"]
-
-
-def check_options(*, binarize: str = "none", loader: str = "auto") -> None:
-    """Refuse a ``binarize`` or ``loader`` value outside its choices (``Binarize``,
-    ``LoaderKind``), naming the value and the choices, when the datamodule is built rather than
-    at its first batch."""
-    for name, value, choices in (("binarize", binarize, get_args(Binarize)),
-                                 ("loader", loader, get_args(LoaderKind))):
-        if value not in choices:
-            listed = ", ".join(map(repr, choices[:-1])) + f" or {choices[-1]!r}"
-            raise ValueError(f"{name}={value!r}: expected {listed}")
+from lightning_vae.data.device_loader import (
+    Binarize,
+    DeviceLoader,
+    LoaderKind,
+    make_loader,
+    placement_of,
+)
 
 
 class InMemoryDataModule(pl.LightningDataModule):

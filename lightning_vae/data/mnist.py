@@ -24,11 +24,13 @@ import torch
 from torch import Tensor
 
 from lightning_vae.data.device_loader import (
+    Binarize,
     LoaderKind,
     binarize_once,
+    check_options,
 )
 from lightning_vae.data.idx import read_idx
-from lightning_vae.data.in_memory import Binarize, InMemoryDataModule, check_options
+from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.sources import FASHION_MNIST, MNIST, IDXDatasetSpec, locate_files
 
 SPLIT_SEED = 0
