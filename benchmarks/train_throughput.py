@@ -332,13 +332,22 @@ def parse_variant(text: str, example: Spec, package: Spec) -> Spec:
     return spec
 
 
-def measure(spec: Spec) -> Measurement:
-    """Run ``spec`` in a fresh Python process and read back its measurement."""
+def measure(spec: Spec, timeout: float | None) -> Measurement | None:
+    """Run ``spec`` in a fresh Python process and read back its measurement; None, with the
+    reason printed, when it fails or outlasts ``timeout`` seconds, so that one broken variant
+    does not cost the measurements of the others."""
     env = {**os.environ, **spec.env, "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, __file__, "--child", json.dumps(asdict(spec))]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{spec.name}: stopped after --child-timeout {timeout:g} s", file=sys.stderr)
+        return None
     if done.returncode != 0:
-        raise SystemExit(f"{spec.name} failed:\n{done.stderr[-4000:]}")
+        print(f"{spec.name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}",
+              file=sys.stderr)
+        return None
     return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -357,18 +366,22 @@ def describe_machine(device: str, threads: int | None) -> str:
             f"torch {torch.__version__}, {threads or torch.get_num_threads()} torch threads")
 
 
-def report(specs: list[Spec], results: dict[str, list[Measurement]]) -> None:
+def report(specs: list[Spec], results: dict[str, list[Measurement | None]]) -> None:
     """One line per pipeline: medians over rounds, speed-ups against (a) of the same round,
-    the fastest windows' speed-up, and peak memory (``+N w``: (a)'s worker process)."""
+    the fastest windows' speed-up, and peak memory (``+N w``: (a)'s worker process). Rounds
+    where either side failed are left out of that pipeline's line."""
     baseline = results[specs[0].name]
-    best_baseline = max((m.best_images_per_second or 0) for m in baseline)
+    best_baseline = max((m.best_images_per_second or 0) for m in baseline if m)
     print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'b/a':>6s} {'b/a range':>12s} "
           f"{'best b/a':>8s} {'peak RSS MB':>15s} {'CUDA MB':>8s}")
     for spec in specs:
-        runs = results[spec.name]
+        pairs = [(m, a) for m, a in zip(results[spec.name], baseline, strict=True) if m and a]
+        if not pairs:
+            print(f"{spec.name:36s} failed in every round (see above)")
+            continue
+        runs = [m for m, _ in pairs]
         speed = statistics.median(m.images_per_second for m in runs)
-        ratios = [m.images_per_second / a.images_per_second
-                  for m, a in zip(runs, baseline, strict=True)]
+        ratios = [m.images_per_second / a.images_per_second for m, a in pairs]
         best = max((m.best_images_per_second or 0) for m in runs)
         best_ratio = f"{best / best_baseline:7.2f}x" if best_baseline else f"{'-':>8s}"
         memory = f"{max(m.rss_mb for m in runs):.0f}"
@@ -397,6 +410,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[],
                         help='another (b), or (a) with base=a: "NAME:model.channels_last='
                              'false,threads=1,env.X=V"')
+    parser.add_argument("--child-timeout", type=float,
+                        help="seconds after which one measurement is stopped and left out")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -420,13 +435,16 @@ def main() -> None:
     ]
     specs += [parse_variant(text, *specs) for text in args.variant]
 
-    results: dict[str, list[Measurement]] = {spec.name: [] for spec in specs}
+    results: dict[str, list[Measurement | None]] = {spec.name: [] for spec in specs}
     for round_ in range(args.rounds):
         shift = round_ % len(specs)
         for spec in specs[shift:] + specs[:shift]:
-            results[spec.name].append(measure(spec))
-            print(f"  round {round_ + 1}: {spec.name}: "
-                  f"{results[spec.name][-1].images_per_second:.0f} images/s", flush=True)
+            result = measure(spec, args.child_timeout)
+            results[spec.name].append(result)
+            speed = f"{result.images_per_second:.0f} images/s" if result else "failed"
+            print(f"  round {round_ + 1}: {spec.name}: {speed}", flush=True)
+    if not any(results[specs[0].name]):
+        raise SystemExit(f"{specs[0].name} failed in every round: nothing to compare against")
 
     timed = (f"{args.limit_batches} batches per epoch, extrapolated" if args.quick
              else "whole epochs")

@@ -303,6 +303,33 @@ def test_the_fast_and_the_plain_path_reach_the_same_validation_elbo_on_mnist(
     assert fast == pytest.approx(plain, abs=1.0)
 
 
+@CUDA
+@pytest.mark.slow
+def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_dir, tmp_path):
+    """recipes/trainer/gpu_fast.yaml's settings (bf16 autocast, the training pass replayed as
+    CUDA graphs, channels_last, static batches) against float32 eager: one epoch of the default
+    recipe's model from the same seed. ε is drawn as eager draws it, so only rounding differs."""
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+             "accelerator": "gpu", "devices": 1, "default_root_dir": tmp_path}
+
+    def run(precision: str, **options) -> float:
+        pl.seed_everything(0)
+        data = MNISTDataModule(str(shared_mnist_dir), batch_size=128, download=False,
+                               loader="device", drop_last=True, eval_batch_size=1000)
+        model = VAE(**RECIPE_CONV, iw_samples=0, **options)
+        trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, enable_checkpointing=False,
+                             precision=precision, **quiet)
+        trainer.fit(model, datamodule=data)
+        (result,) = pl.Trainer(**quiet).validate(model, datamodule=data, verbose=False)
+        return result["val/elbo"]
+
+    plain = run("32-true")
+    with torch._inductor.config.patch(fallback_random=True):
+        fast = run("bf16-mixed", compile_mode="reduce-overhead", channels_last=True)
+    assert plain < -100
+    assert fast == pytest.approx(plain, abs=1.0)
+
+
 @pytest.mark.slow
 def test_a_compiled_training_pass_reaches_the_eager_elbo_and_keeps_the_weight_names():
     eager_model, eager = fit_tiny_and_validate()
