@@ -13,10 +13,17 @@ batch size, with Adam at the recipe's learning rate, on the real MNIST training 
   fragments; on CUDA ``recipes/trainer/gpu_fast.yaml`` by default) with the batch size set:
   ``VAE`` + ``MNISTDataModule`` (device-resident batches, dynamic binarization) + ``Trainer``
   with the recipe's callbacks, logging and progress bar. Validation is off (not timed in (a)).
-- variants, ``--variant "NAME:SETTING,..."``: (b), or (a) with ``base=a``, with settings
-  changed: CLI overrides of (b) (``model.channels_last=false``), ``threads=N`` (torch threads),
-  ``workers=N`` ((a)'s DataLoader workers), ``env.NAME=VALUE`` or ``drop=CALLBACK`` (a recipe
-  callback of (b), by class name, such as ``ReuseFreedMemory``).
+- with ``--loop``, (a'): (b)'s model, settings (precision, compilation) and device-resident
+  batches stepped by a hand-written loop instead of the Trainer: the floor under (b), so the
+  difference is what the Trainer costs per step.
+- variants, ``--variant "NAME:SETTING,..."``: (b), or (a) with ``base=a``, or (a') with
+  ``base=loop``, with settings changed: CLI overrides of (b) (``model.channels_last=false``),
+  ``threads=N`` (torch threads), ``workers=N`` ((a)'s DataLoader workers), ``env.NAME=VALUE`` or
+  ``drop=CALLBACK`` (a recipe callback of (b), by class name, such as ``ReuseFreedMemory``).
+
+``--model tiny`` (an MLP with 8 hidden units and 2 latents) makes a step almost all overhead:
+run on the CPU with a small batch, it shows what the per-step Python of each path costs, which
+is what bounds the default model's steps on a GPU.
 
 Each measurement runs in a fresh process: a warm-up epoch, then ``--epochs`` timed epochs, the
 device synchronised at both ends of each. A round runs every pipeline once, in an order that
@@ -28,7 +35,8 @@ validation). Peak memory: the process's maximum resident set (``getrusage``; ``+
 worker process), and on CUDA ``torch.cuda.max_memory_allocated``. ``--quick`` times
 ``--limit-batches`` batches per epoch (default 25) instead of whole epochs: about a minute on
 two CPU cores, with (a)'s worker start-up at each epoch weighing a little more than in whole
-epochs. ``--threads N`` sets torch's threads in every pipeline.
+epochs. ``--threads N`` sets torch's threads in every pipeline. A measurement that fails, or
+outlasts ``--child-timeout`` seconds, is reported and left out; the others still are.
 
 Usage::
 
@@ -37,6 +45,8 @@ Usage::
     python benchmarks/train_throughput.py --device cuda --epochs 3    # GPU: gpu_fast.yaml
     python benchmarks/train_throughput.py --quick --variant "no-fused:model.fused_optimizer=false"
     python benchmarks/train_throughput.py --quick --variant "(a) 0 workers:base=a,workers=0"
+    python benchmarks/train_throughput.py --model tiny --batch-size 16 --threads 1 --quick \
+        --limit-batches 300 --loop                                    # per-step overhead
 """
 
 from __future__ import annotations
@@ -66,6 +76,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 RECIPE = ROOT / "recipes" / "mnist_vae.yaml"
 GPU_FRAGMENT = ROOT / "recipes" / "trainer" / "gpu_fast.yaml"
+MODELS = {  # --model: changes to the recipe's conv model
+    "conv": {},
+    "mlp": {"arch": "mlp", "arch_options": None},
+    "tiny": {"arch": "mlp", "arch_options": {"hidden_dims": [8]}, "latent_dim": 2},
+}
 EPOCH_IMAGES = 60_000
 WINDOW = 5  # batches
 
@@ -75,7 +90,7 @@ class Spec:
     """One pipeline to measure in a child process."""
 
     name: str
-    kind: str  # "example" or "package"
+    kind: str  # "example", "loop" or "package"
     model: str
     batch_size: int
     epochs: int
@@ -205,11 +220,35 @@ def example_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Tenso
 
 
 def recipe_model(model: str) -> dict:
-    """The recipe's model arguments, with ``--model mlp`` swapping in the MLP's defaults."""
+    """The recipe's model arguments, with ``--model mlp`` swapping in the MLP's defaults and
+    ``--model tiny`` an MLP so small (8 hidden units, 2 latents) that a step is all overhead."""
     args = yaml.safe_load(RECIPE.read_text())["model"]
-    if model != args["arch"]:
-        args = {**args, "arch": model, "arch_options": None}
-    return args
+    return {**args, **MODELS.get(model, {})}
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """``base`` updated by ``changes``, nested dictionaries merged key by key."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both_dicts else value
+    return merged
+
+
+def package_settings(spec: Spec) -> dict:
+    """The settings (b) runs with: the recipe, its fragments and the overrides, merged."""
+    settings = yaml.safe_load(RECIPE.read_text())
+    settings["model"] = recipe_model(spec.model)
+    for config in spec.configs:
+        settings = merge(settings, yaml.safe_load(Path(config).read_text()))
+    for override in spec.overrides:
+        dotted, _, value = override.partition("=")
+        *parents, leaf = dotted.split(".")
+        change = {leaf: yaml.safe_load(value)}
+        for parent in reversed(parents):
+            change = {parent: change}
+        settings = merge(settings, change)
+    return settings
 
 
 def run_example(spec: Spec) -> Measurement:
@@ -251,6 +290,41 @@ def run_example(spec: Spec) -> Measurement:
     return clock.measurement()
 
 
+# --- (a') a hand-written loop over the package's batches -------------------------------------
+
+
+def run_loop(spec: Spec) -> Measurement:
+    """The floor under (b): (b)'s model, optimizer, speed options, precision and batches
+    (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer."""
+    from lightning_vae import VAE
+    from lightning_vae.data.device_loader import DeviceLoader
+    from lightning_vae.data.idx import read_idx
+
+    settings = package_settings(spec)
+    device = torch.device(spec.device)
+    images = torch.from_numpy(read_idx(Path(spec.data_dir) / "train-images-idx3-ubyte.gz"))
+    data = settings["data"]["init_args"]
+    loader = DeviceLoader(images[:, None], torch.zeros(len(images), dtype=torch.long),
+                          spec.batch_size, shuffle=True, drop_last=data.get("drop_last", False),
+                          binarize=data.get("binarize") == "dynamic", device=device)
+    torch.manual_seed(0)
+    model = VAE(**settings["model"]).to(device).train()
+    optimizer = model.configure_optimizers()
+    bf16 = str(settings["trainer"].get("precision")).startswith("bf16")
+    clock = EpochClock(device)
+    for _ in range(1 + spec.epochs):
+        clock.start()
+        for x, _ in itertools.islice(loader, spec.limit_batches):
+            optimizer.zero_grad()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model._objective(model._training_terms(x))["loss"]
+            loss.backward()
+            optimizer.step()
+            clock.add(len(x))
+        clock.stop()
+    return clock.measurement()
+
+
 # --- (b) the package -------------------------------------------------------------------------
 
 
@@ -270,8 +344,10 @@ def package_argv(spec: Spec, root: str) -> list[str]:
     ]
     if spec.limit_batches:
         argv.append(f"--trainer.limit_train_batches={spec.limit_batches}")
-    if spec.model != recipe_model("conv")["arch"]:
-        argv += [f"--model.arch={spec.model}", "--model.arch_options=null"]
+    if spec.model in MODELS:
+        model = recipe_model(spec.model)
+        argv += [f"--model.arch={model['arch']}", f"--model.latent_dim={model['latent_dim']}",
+                 f"--model.arch_options={json.dumps(model['arch_options'])}"]
     return argv + [f"--{override}" for override in spec.overrides]
 
 
@@ -307,8 +383,9 @@ def run_package(spec: Spec) -> Measurement:
 # --- rounds of child processes ---------------------------------------------------------------
 
 
-def parse_variant(text: str, example: Spec, package: Spec) -> Spec:
-    """``"NAME:SETTING,..."`` → a copy of (b), or of (a) with ``base=a``, changed by each
+def parse_variant(text: str, example: Spec, package: Spec, loop: Spec) -> Spec:
+    """``"NAME:SETTING,..."`` → a copy of (b), or of (a) with ``base=a`` or of (a') with
+    ``base=loop``, changed by each
     setting: ``threads=N``, ``workers=N`` (of (a)), ``env.NAME=VALUE``, ``drop=CALLBACK`` (a
     recipe callback's class name, taken out of (b)) or a CLI override of (b) such as
     ``model.channels_last=false``."""
@@ -316,7 +393,8 @@ def parse_variant(text: str, example: Spec, package: Spec) -> Spec:
     pairs = [s.strip().partition("=") for s in settings.split(",") if s.strip()]
     if bad := [key for key, sep, _ in pairs if not sep]:
         raise SystemExit(f"--variant {text!r}: {bad} not KEY=VALUE")
-    base = example if ("base", "=", "a") in pairs else package
+    bases = {"a": example, "loop": loop, "b": package}
+    base = bases[next((value for key, _, value in pairs if key == "base"), "b")]
     spec = Spec(**{**asdict(base), "name": name, "env": dict(base.env)})
     for key, _, value in pairs:
         if key == "threads":
@@ -355,7 +433,8 @@ def child(spec_json: str) -> None:
     spec = Spec(**json.loads(spec_json))
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    result = run_example(spec) if spec.kind == "example" else run_package(spec)
+    run = {"example": run_example, "loop": run_loop, "package": run_package}[spec.kind]
+    result = run(spec)
     print(json.dumps(asdict(result)))
 
 
@@ -367,12 +446,13 @@ def describe_machine(device: str, threads: int | None) -> str:
 
 
 def report(specs: list[Spec], results: dict[str, list[Measurement | None]]) -> None:
-    """One line per pipeline: medians over rounds, speed-ups against (a) of the same round,
-    the fastest windows' speed-up, and peak memory (``+N w``: (a)'s worker process). Rounds
-    where either side failed are left out of that pipeline's line."""
+    """One line per pipeline: medians over rounds (and the time per step they give), speed-ups
+    against (a) of the same round, the fastest windows' speed-up, and peak memory (``+N w``:
+    (a)'s worker process). Rounds where either side failed are left out of that line."""
     baseline = results[specs[0].name]
     best_baseline = max((m.best_images_per_second or 0) for m in baseline if m)
-    print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'b/a':>6s} {'b/a range':>12s} "
+    print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'ms/step':>8s} {'b/a':>6s} "
+          f"{'b/a range':>12s} "
           f"{'best b/a':>8s} {'peak RSS MB':>15s} {'CUDA MB':>8s}")
     for spec in specs:
         pairs = [(m, a) for m, a in zip(results[spec.name], baseline, strict=True) if m and a]
@@ -389,13 +469,16 @@ def report(specs: list[Spec], results: dict[str, list[Measurement | None]]) -> N
             memory += f" (+{max(m.children_rss_mb for m in runs):.0f} w)"
         cuda = runs[0].cuda_peak_mb
         print(f"{spec.name:36s} {EPOCH_IMAGES / speed:8.1f} {speed:9.0f} "
-              f"{statistics.median(ratios):5.2f}x {min(ratios):5.2f}-{max(ratios):.2f}x "
+              f"{1000 * spec.batch_size / speed:8.2f} {statistics.median(ratios):5.2f}x "
+              f"{min(ratios):5.2f}-{max(ratios):.2f}x "
               f"{best_ratio} {memory:>15s} {'-' if cuda is None else f'{cuda:.0f}':>8s}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("conv", "mlp"), default="conv")
+    parser.add_argument("--model", choices=tuple(MODELS), default="conv")
+    parser.add_argument("--loop", action="store_true",
+                        help="also time (a'): (b)'s model and batches in a hand-written loop")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up")
     parser.add_argument("--rounds", type=int, default=2)
@@ -427,13 +510,14 @@ def main() -> None:
                   data_dir=str(args.data_dir), example_workers=args.example_workers,
                   threads=args.threads)
     fragments = "+".join(Path(c).stem for c in configs)
-    specs = [
-        Spec(name=f"(a) pytorch/examples, {args.example_workers} worker", kind="example",
-             **common),
-        Spec(name="(b) lightning-vae" + (f" +{fragments}" if fragments else ""), kind="package",
-             configs=[str(c) for c in configs], **common),
-    ]
-    specs += [parse_variant(text, *specs) for text in args.variant]
+    example = Spec(name=f"(a) pytorch/examples, {args.example_workers} worker",
+                   kind="example", **common)
+    loop = Spec(name="(a') hand-written loop, (b)'s batches", kind="loop",
+                configs=[str(c) for c in configs], **common)
+    package = Spec(name="(b) lightning-vae" + (f" +{fragments}" if fragments else ""),
+                   kind="package", configs=[str(c) for c in configs], **common)
+    specs = [example, loop, package] if args.loop else [example, package]
+    specs += [parse_variant(text, example, package, loop) for text in args.variant]
 
     results: dict[str, list[Measurement | None]] = {spec.name: [] for spec in specs}
     for round_ in range(args.rounds):

@@ -11,9 +11,10 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_warn
 
@@ -37,10 +38,26 @@ WANDB_LOGGER = {
 recipes folder at hand. Later ``--trainer.logger.*`` arguments change it."""
 
 
+PROGRESS_BAR_REFRESH_STEPS = 10
+"""How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
+which costs milliseconds (a TQDM redraw and the training loss logged for it): more than a whole
+step of the default model on a GPU (docs/results.md)."""
+
+
 class VAECLI(LightningCLI):
     """LightningCLI for :class:`VAE` with any LightningDataModule; the model's ``image_shape``
     and ``preprocessing`` are taken from the datamodule so the two can never disagree, and the
-    checkpoint records how to prepare new images for the model."""
+    checkpoint records how to prepare new images for the model. Unless the configuration names a
+    progress bar or turns it off, the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = {**init.get("trainer", {}), **kwargs}
+        callbacks = list(config.get("callbacks") or [])
+        bar_wanted = config.get("enable_progress_bar") is not False
+        if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
+        return super().instantiate_trainer(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")

@@ -32,6 +32,8 @@ from lightning_vae.speed import (
     compiled,
     device_scalar,
     per_step_progress_bar,
+    progress_bar_refreshes,
+    seed_device_generator,
     step_values_read,
     uses_cudagraphs,
 )
@@ -219,11 +221,11 @@ class VAE(pl.LightningModule, VAEHubMixin):
         self._noise_base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
 
     def _seed_noise(self, stream: str, *position: int) -> None:
-        """Seed the global generator, which draws ε (and the IW samples), from (run seed, rank,
-        stream, position). seed_everything gives all DDP ranks one seed, so without this they
-        would draw the same ε; and a resumed run, whose step counter is restored, draws the ε of
-        an uninterrupted one (Lightning does not checkpoint generator states)."""
-        torch.manual_seed(noise_seed(
+        """Seed the model's device's generator, which draws ε (and the IW samples), from (run
+        seed, rank, stream, position). seed_everything gives all DDP ranks one seed, so without
+        this they would draw the same ε; and a resumed run, whose step counter is restored, draws
+        the ε of an uninterrupted one (Lightning does not checkpoint generator states)."""
+        seed_device_generator(self.device, noise_seed(
             self._noise_base, self.global_rank, NOISE_STREAMS[stream], *position))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -272,11 +274,13 @@ class VAE(pl.LightningModule, VAEHubMixin):
         """The β-weighted negative ELBO of the batch. Logs every term, as device tensors, at
         every step whose values Lightning passes on (:func:`~lightning_vae.speed.step_values_read`:
         each logger write and the epoch's last step); ``train/loss`` also goes to the progress
-        bar at every step, on the CPU only (:func:`~lightning_vae.speed.per_step_progress_bar`)."""
+        bar whenever it redraws, on the CPU only (:func:`~lightning_vae.speed.per_step_progress_bar`
+        and :func:`~lightning_vae.speed.progress_bar_refreshes`)."""
         means = self._objective(self._training_terms(images_of(batch)))
-        read, shown = step_values_read(self.trainer, batch_idx), per_step_progress_bar(self.device)
-        if read or shown:
-            self.log("train/loss", means["loss"], prog_bar=shown)
+        read = step_values_read(self.trainer, batch_idx)
+        in_bar = per_step_progress_bar(self.device)  # the same for every step of a run
+        if read or (in_bar and progress_bar_refreshes(self.trainer, batch_idx)):
+            self.log("train/loss", means["loss"], prog_bar=in_bar)
         if read:
             self.log_dict({f"train/{name}": value for name, value in means.items()
                            if name != "loss"})

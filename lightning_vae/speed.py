@@ -100,6 +100,24 @@ def device_scalar(value: float, device: torch.device) -> Tensor:
     return torch.full((), value, dtype=torch.float32, device=device)
 
 
+def seed_device_generator(device: torch.device, seed: int) -> None:
+    """Seed the default random generator of ``device`` alone, the one that draws a model's
+    noise there.
+
+    ``torch.manual_seed`` seeds the CPU and every accelerator, and on a machine without CUDA
+    it formats a stack trace for each deferred accelerator seeding: about 0.45 ms a call on our
+    CPUs, against 2 µs for one generator.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        torch.default_generator.manual_seed(seed)
+    elif device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
+
+
 def per_step_progress_bar(device: torch.device) -> bool:
     """Whether a value may be shown in the progress bar at every step on ``device``.
 
@@ -108,6 +126,17 @@ def per_step_progress_bar(device: torch.device) -> bool:
     there (the loggers still receive it, converted in one go, every ``log_every_n_steps``).
     """
     return torch.device(device).type == "cpu"
+
+
+def progress_bar_refreshes(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether the progress bar redraws after training step ``batch_idx``: Lightning's bars
+    (TQDM and Rich) redraw every ``refresh_rate`` batches and at the epoch's last one, and read
+    the values logged for them only then. False without an enabled bar."""
+    bar = trainer.progress_bar_callback
+    if bar is None or not bar.is_enabled:
+        return False
+    batch = batch_idx + 1
+    return batch % getattr(bar, "refresh_rate", 1) == 0 or batch == trainer.num_training_batches
 
 
 def step_values_read(trainer: pl.Trainer, batch_idx: int) -> bool:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pytorch_lightning.callbacks import TQDMProgressBar
 
-from lightning_vae.cli import main, run_lightning
+from lightning_vae.cli import PROGRESS_BAR_REFRESH_STEPS, main, run_lightning
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_RECIPES = sorted(
@@ -93,3 +94,20 @@ def test_celeba_recipe_trains_a_few_steps_on_a_generated_celeba(tmp_path):
     rows = list(csv.DictReader(metrics_file.open()))
     assert sorted({int(r["step"]) for r in rows if r.get("train/loss")}) == [0, 1, 2]
     assert any(r.get("val/elbo") for r in rows)
+
+
+@pytest.mark.parametrize("bar_args, expected", [
+    ([], (TQDMProgressBar, PROGRESS_BAR_REFRESH_STEPS)),
+    (["--trainer.enable_progress_bar", "false"], None),
+    (["--trainer.callbacks+=pytorch_lightning.callbacks.TQDMProgressBar",
+      "--trainer.callbacks.refresh_rate=3"], (TQDMProgressBar, 3)),
+])
+def test_the_progress_bar_redraws_every_few_steps_unless_configured(bar_args, expected,
+                                                                      tiny_mnist_dir, tmp_path):
+    """Redrawing at every step costs more than a GPU step; a bar the user names, or turns off,
+    is left as asked (Lightning refuses a bar in the callbacks with the bar turned off)."""
+    cli = run_lightning(["--config", str(ROOT / "recipes" / "mnist_vae.yaml"),
+                         "--data.init_args.data_dir", str(tiny_mnist_dir),
+                         "--trainer.default_root_dir", str(tmp_path), *bar_args], run=False)
+    bar = cli.trainer.progress_bar_callback
+    assert (None if bar is None else (type(bar), bar.refresh_rate)) == expected

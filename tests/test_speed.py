@@ -9,6 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -21,6 +22,8 @@ from lightning_vae.speed import (
     device_scalar,
     fused_supported,
     per_step_progress_bar,
+    progress_bar_refreshes,
+    seed_device_generator,
     step_values_read,
 )
 
@@ -176,6 +179,39 @@ def test_on_the_cpu_the_progress_bar_shows_the_training_loss():
                          enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=16))
     assert set(trainer.progress_bar_metrics) == {"train/loss"}
+
+
+def test_noise_seeding_seeds_the_generator_of_the_models_device():
+    seed_device_generator(torch.device("cpu"), 1234)
+    seeded = torch.randn(4)
+    torch.manual_seed(1234)
+    assert torch.equal(seeded, torch.randn(4))
+
+
+def test_the_training_loss_is_logged_for_the_bar_only_when_it_redraws():
+    logged = []
+
+    class RecordsLogging(VAE):
+        def log(self, name, value, *args, **kwargs):
+            logged.append((self.trainer.global_step, name))
+            super().log(name, value, *args, **kwargs)
+
+    model = RecordsLogging(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_steps=7, limit_train_batches=7, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[TQDMProgressBar(refresh_rate=3)])
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(56)), batch_size=8))
+    # batches 3 and 6 (refresh_rate) and 7 (the epoch's last), which is also read by loggers
+    assert [step for step, name in logged if name == "train/loss"] == [2, 5, 6]
+    assert set(trainer.progress_bar_metrics) == {"train/loss"}
+
+
+def test_without_a_progress_bar_nothing_is_logged_for_it():
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=16))
+    assert not any(progress_bar_refreshes(trainer, i) for i in range(3))
 
 
 class LogsEveryStep(VAE):
