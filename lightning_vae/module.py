@@ -146,8 +146,11 @@ class VAE(pl.LightningModule, VAEHubMixin):
         self.likelihood_head = build_likelihood(
             likelihood, image_shape[0], **(likelihood_options or {}))
         self.objective = build_schedule(beta, beta_schedule)
+        # nan_strategy="disable": a NaN term makes the mean NaN rather than being dropped with a
+        # warning (which flatters a diverging model), and checking for NaNs at every update
+        # would wait for the GPU.
         self.eval_means = nn.ModuleDict({
-            stage: nn.ModuleDict({term: MeanMetric() for term in ELBO_TERMS})
+            stage: nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in ELBO_TERMS})
             for stage in ("val", "test")
         })
         if iw_samples < 0:

@@ -27,16 +27,16 @@ the float batches a datamodule yields pass through unchanged (binarized models: 
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from lightning_vae.data.device_loader import Binarize
 from lightning_vae.data.images import fit_image
 
-Binarize = Literal["none", "dynamic", "static"]
 OutputType = Literal["uint8", "pil"]
 ImageInput = Tensor | np.ndarray | Image.Image | Sequence[Tensor | np.ndarray | Image.Image]
 """What :func:`preprocess_images` takes: one image or a batch, or a list of them (any sizes)."""
@@ -52,10 +52,9 @@ class Preprocessing:
     input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.binarize not in ("none", "dynamic", "static"):
-            raise ValueError(
-                f"preprocessing binarize={self.binarize!r}: expected 'none', 'dynamic' or 'static'"
-            )
+        if self.binarize not in get_args(Binarize):
+            raise ValueError(f"preprocessing binarize={self.binarize!r}: expected one of "
+                             f"{get_args(Binarize)}")
         if self.crop_size is not None and (not isinstance(self.crop_size, int)
                                            or self.crop_size < 1):
             raise ValueError(f"preprocessing crop_size={self.crop_size!r} must be a positive "

@@ -84,6 +84,20 @@ def test_validation_and_test_log_epoch_means_of_the_same_terms(tmp_path):
     assert {"val/loss", "val/recon", "val/kl", "val/elbo", "val/beta"} <= result.keys()
 
 
+def test_a_nan_in_validation_makes_the_mean_nan_instead_of_being_dropped():
+    """A model that diverges on some examples must not report a flattering ELBO."""
+    images = tiny_images(32)
+    images[5] = float("nan")
+    model = VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu")
+    (result,) = trainer.validate(model, DataLoader(TensorDataset(images), batch_size=16),
+                                 verbose=False)
+    assert torch.isnan(torch.tensor(result["val/elbo"]))
+    (result,) = trainer.validate(model, DataLoader(TensorDataset(images[16:]), batch_size=16),
+                                 verbose=False)
+    assert torch.isfinite(torch.tensor(result["val/elbo"]))
+
+
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("likelihood, options", [
     ("bernoulli", None), ("gaussian", {"sigma": 0.1, "learn_sigma": True})])
