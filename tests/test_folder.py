@@ -197,6 +197,7 @@ def test_too_few_images_for_the_split_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("options, message", [
     ({"val_fraction": 0.6, "test_fraction": 0.5}, "their sum below 1"),
     ({"binarize": "yes"}, "binarize='yes'"),
+    ({"loader": "gpu"}, "loader='gpu'"),
     ({"channels": 4}, "channels must be 1"),
 ])
 def test_invalid_options_are_refused(tmp_path, options, message):

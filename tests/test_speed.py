@@ -343,8 +343,13 @@ def test_the_fast_and_the_plain_path_reach_the_same_validation_elbo_on_mnist(
 @pytest.mark.slow
 def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_dir, tmp_path):
     """recipes/trainer/gpu_fast.yaml's settings (bf16 autocast, the training pass replayed as
-    CUDA graphs, channels_last, static batches) against float32 eager: one epoch of the default
-    recipe's model from the same seed. ε is drawn as eager draws it, so only rounding differs."""
+    CUDA graphs, channels_last, static batches) against float32 eager: four epochs of the
+    default recipe's model from the same seed, ε drawn as eager draws it.
+
+    bf16 rounding soon sends the two runs down different paths, so they can differ as much as
+    runs from different seeds. Those differ by up to 10 nats after one epoch (a plateau some runs
+    leave later) and by up to 1.7 nats after four (float32, CPU, seeds 0-2: -103.8, -103.6,
+    -105.4): hence four epochs and 2 nats."""
     quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
              "accelerator": "gpu", "devices": 1, "default_root_dir": tmp_path}
 
@@ -353,7 +358,7 @@ def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_
         data = MNISTDataModule(str(shared_mnist_dir), batch_size=128, download=False,
                                loader="device", drop_last=True, eval_batch_size=1000)
         model = VAE(**RECIPE_CONV, iw_samples=0, **options)
-        trainer = pl.Trainer(max_epochs=1, limit_val_batches=0, enable_checkpointing=False,
+        trainer = pl.Trainer(max_epochs=4, limit_val_batches=0, enable_checkpointing=False,
                              precision=precision, **quiet)
         trainer.fit(model, datamodule=data)
         (result,) = pl.Trainer(**quiet).validate(model, datamodule=data, verbose=False)
@@ -362,8 +367,8 @@ def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_
     plain = run("32-true")
     with torch._inductor.config.patch(fallback_random=True):
         fast = run("bf16-mixed", compile_mode="reduce-overhead", channels_last=True)
-    assert plain < -100
-    assert fast == pytest.approx(plain, abs=1.0)
+    assert -130 < plain < -95  # trained, and short of convergence where differences would shrink
+    assert fast == pytest.approx(plain, abs=2.0)
 
 
 @pytest.mark.slow
