@@ -295,7 +295,9 @@ def run_example(spec: Spec) -> Measurement:
 
 def run_loop(spec: Spec) -> Measurement:
     """The floor under (b): (b)'s model, optimizer, speed options, precision and batches
-    (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer."""
+    (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer.
+    Each step computes what ``VAE.training_step`` does (``_training_terms``, compiled when
+    (b) is, then ``_objective``), without the logging and noise seeding around it."""
     from lightning_vae import VAE
     from lightning_vae.data.device_loader import DeviceLoader
     from lightning_vae.data.idx import read_idx
@@ -385,10 +387,9 @@ def run_package(spec: Spec) -> Measurement:
 
 def parse_variant(text: str, example: Spec, package: Spec, loop: Spec) -> Spec:
     """``"NAME:SETTING,..."`` → a copy of (b), or of (a) with ``base=a`` or of (a') with
-    ``base=loop``, changed by each
-    setting: ``threads=N``, ``workers=N`` (of (a)), ``env.NAME=VALUE``, ``drop=CALLBACK`` (a
-    recipe callback's class name, taken out of (b)) or a CLI override of (b) such as
-    ``model.channels_last=false``."""
+    ``base=loop``, changed by each setting: ``threads=N``, ``workers=N`` (of (a)),
+    ``env.NAME=VALUE``, ``drop=CALLBACK`` (a recipe callback's class name, taken out of (b)) or a
+    CLI override of (b) such as ``model.channels_last=false``."""
     name, _, settings = text.partition(":")
     pairs = [s.strip().partition("=") for s in settings.split(",") if s.strip()]
     if bad := [key for key, sep, _ in pairs if not sep]:
@@ -452,8 +453,7 @@ def report(specs: list[Spec], results: dict[str, list[Measurement | None]]) -> N
     baseline = results[specs[0].name]
     best_baseline = max((m.best_images_per_second or 0) for m in baseline if m)
     print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'ms/step':>8s} {'b/a':>6s} "
-          f"{'b/a range':>12s} "
-          f"{'best b/a':>8s} {'peak RSS MB':>15s} {'CUDA MB':>8s}")
+          f"{'b/a range':>12s} {'best b/a':>8s} {'peak RSS MB':>15s} {'CUDA MB':>8s}")
     for spec in specs:
         pairs = [(m, a) for m, a in zip(results[spec.name], baseline, strict=True) if m and a]
         if not pairs:
