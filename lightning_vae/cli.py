@@ -53,7 +53,9 @@ class VAECLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
         config = {**init.get("trainer", {}), **kwargs}
-        callbacks = list(config.get("callbacks") or [])
+        callbacks = config.get("callbacks") or []
+        if not isinstance(callbacks, list):  # one callback, given without a list
+            callbacks = [callbacks]
         bar_wanted = config.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]

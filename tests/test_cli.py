@@ -101,6 +101,8 @@ def test_celeba_recipe_trains_a_few_steps_on_a_generated_celeba(tmp_path):
     (["--trainer.enable_progress_bar", "false"], None),
     (["--trainer.callbacks+=pytorch_lightning.callbacks.TQDMProgressBar",
       "--trainer.callbacks.refresh_rate=3"], (TQDMProgressBar, 3)),
+    (["--trainer.callbacks", "ModelCheckpoint"],  # one callback, not a list
+     (TQDMProgressBar, PROGRESS_BAR_REFRESH_STEPS)),
 ])
 def test_the_progress_bar_redraws_every_few_steps_unless_configured(bar_args, expected,
                                                                       tiny_mnist_dir, tmp_path):
