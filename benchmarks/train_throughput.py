@@ -297,8 +297,10 @@ def run_loop(spec: Spec) -> Measurement:
     """The floor under (b): (b)'s model, optimizer, speed options, precision and batches
     (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer.
     Each step computes what ``VAE.training_step`` does (``_training_terms``, compiled when
-    (b) is, then ``_objective``), without the logging and noise seeding around it."""
+    (b) is, then ``_objective``; replayed as a CUDA graph when (b) sets ``cuda_graph``),
+    without the logging and noise seeding around it."""
     from lightning_vae import VAE
+    from lightning_vae.cuda_graph import GraphedTrainingPass
     from lightning_vae.data.device_loader import DeviceLoader
     from lightning_vae.data.idx import read_idx
 
@@ -313,14 +315,22 @@ def run_loop(spec: Spec) -> Measurement:
     model = VAE(**settings["model"]).to(device).train()
     optimizer = model.configure_optimizers()
     bf16 = str(settings["trainer"].get("precision")).startswith("bf16")
+
+    def training_pass(x: Tensor) -> dict[str, Tensor]:
+        return model._objective(model._training_terms(x))
+
+    def forward_backward(x: Tensor) -> None:
+        optimizer.zero_grad()
+        training_pass(x)["loss"].backward()
+
+    if settings["model"].get("cuda_graph"):
+        forward_backward = GraphedTrainingPass(training_pass, model.parameters())
     clock = EpochClock(device)
     for _ in range(1 + spec.epochs):
         clock.start()
         for x, _ in itertools.islice(loader, spec.limit_batches):
-            optimizer.zero_grad()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model._objective(model._training_terms(x))["loss"]
-            loss.backward()
+                forward_backward(x)
             optimizer.step()
             clock.add(len(x))
         clock.stop()

@@ -7,9 +7,11 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 
+from lightning_vae.cuda_graph import GraphedTrainingPass
 from lightning_vae.data.device_loader import noise_seed
 from lightning_vae.distributions import DiagonalGaussian
 from lightning_vae.hub_mixin import VAEHubMixin
@@ -103,6 +105,12 @@ class VAE(pl.LightningModule, VAEHubMixin):
             with static shapes, ``drop_last: true`` in the datamodule), ``"max-autotune"`` or
             ``"max-autotune-no-cudagraphs"``; None runs eagerly. Compiling takes tens of
             seconds and is slower than eager on CPUs; evaluation always runs eagerly.
+        cuda_graph: on a CUDA device, capture the training pass (forward, ELBO terms and
+            backward) in one CUDA graph after three eager steps and replay it at every step
+            (:mod:`lightning_vae.cuda_graph`); the optimizer steps outside it. Needs one GPU,
+            static shapes (``drop_last: true``; other batches run eagerly) and no gradient
+            clipping, accumulation, fp16 scaler nor learning-rate scheduler. Combines with a
+            ``compile_mode`` without CUDA graphs of its own. Elsewhere training runs eagerly.
     """
 
     def __init__(
@@ -124,6 +132,7 @@ class VAE(pl.LightningModule, VAEHubMixin):
         fused_optimizer: bool = True,
         channels_last: bool = False,
         compile_mode: CompileMode | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -134,6 +143,11 @@ class VAE(pl.LightningModule, VAEHubMixin):
             raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
         check_optimizer(optimizer)
         check_compile_mode(compile_mode)
+        if cuda_graph and uses_cudagraphs(compile_mode):
+            raise ValueError(
+                f"compile_mode={compile_mode!r} replays CUDA graphs of its own; with "
+                "cuda_graph=True choose compile_mode null or 'default'"
+            )
         self.image_shape = image_shape
         self.latent_dim = latent_dim
         self.preprocessing = Preprocessing.from_dict(preprocessing)
@@ -222,6 +236,14 @@ class VAE(pl.LightningModule, VAEHubMixin):
     def setup(self, stage: str) -> None:
         # The run's seed: seed_everything's (the same on every rank), else torch's.
         self._noise_base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))
+        graphed = stage == "fit" and self.hparams.cuda_graph
+        self._graphed_pass = self._graph_training_pass() if graphed else None
+        # The graph holds the backward, so the optimizer is stepped by training_step itself.
+        self.automatic_optimization = not graphed
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            self._graphed_pass = None  # frees the graph's memory; the next fit captures anew
 
     def _seed_noise(self, stream: str, *position: int) -> None:
         """Seed the model's device's generator, which draws ε (and the IW samples), from (run
@@ -245,16 +267,17 @@ class VAE(pl.LightningModule, VAEHubMixin):
 
     # --- training --------------------------------------------------------------------------
 
-    def _objective(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Batch means of the ELBO terms, the optimised loss and the weights behind it, all
-        tensors on the model's device (so logging them never copies from the host)."""
+    def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
+                   ) -> dict[str, Tensor]:
+        """Batch means of the ELBO terms, the optimised loss and the schedule's weights behind
+        it (``weights``, else the schedule's at this step), all tensors on the model's device
+        (so logging them never copies from the host)."""
         recon, kl = terms["recon"].mean(), terms["kl"].mean()
-        objective = self.objective(recon, kl, self._schedule_step())
-        means = {"loss": objective.loss, "recon": recon, "kl": kl, "elbo": -(recon + kl),
-                 "beta": device_scalar(objective.beta, recon.device)}
-        if objective.capacity is not None:
-            means["capacity"] = device_scalar(objective.capacity, recon.device)
-        return means
+        if weights is None:
+            weights = {name: device_scalar(value, recon.device)
+                       for name, value in self.objective.weights(self._schedule_step()).items()}
+        loss = self.objective.loss(recon, kl, **weights)
+        return {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), **weights}
 
     def _schedule_step(self) -> int:
         """Where the β schedule stands: the trainer's step while fitting; for a separate
@@ -273,13 +296,68 @@ class VAE(pl.LightningModule, VAEHubMixin):
             torch.compiler.cudagraph_mark_step_begin()
         return compiled(type(self).elbo, mode)(self, x)
 
+    def _graph_training_pass(self) -> GraphedTrainingPass:
+        """The training pass to replay as a CUDA graph in this fit, after checking that the
+        trainer's settings allow one (an error naming the fix where they do not). Off CUDA the
+        same steps run, eagerly, with a warning."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            rank_zero_warn(f"model.cuda_graph=True needs a CUDA device; on {device.type} the "
+                           "training passes run eagerly")
+        problems = {
+            "trains on one GPU: set trainer.devices=1, or cuda_graph false for DDP":
+                trainer.world_size > 1,
+            "cannot clip gradients: remove trainer.gradient_clip_val":
+                bool(trainer.gradient_clip_val),
+            "cannot accumulate gradients: set trainer.accumulate_grad_batches=1":
+                trainer.accumulate_grad_batches != 1,
+            "cannot unscale fp16 gradients: use trainer.precision bf16-mixed or 32-true":
+                getattr(trainer.precision_plugin, "scaler", None) is not None,
+        }
+        found = [problem for problem, present in problems.items() if present]
+        if found:
+            raise ValueError("model.cuda_graph=True " + "; it ".join(found))
+        self._graph_weights = {name: torch.zeros((), device=device)
+                               for name in self.objective.weights(0)}
+        return GraphedTrainingPass(self._training_pass, self.parameters())
+
+    def on_train_start(self) -> None:
+        if self._graphed_pass is not None and self.trainer.lr_scheduler_configs:
+            raise ValueError(
+                "model.cuda_graph=True steps the optimizer itself, and Lightning then leaves "
+                "learning-rate schedulers unstepped: remove the lr_scheduler, or set cuda_graph "
+                "false"
+            )
+
+    def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
+        """What the CUDA graph captures: the terms and loss of a batch, with the schedule's
+        weights read from the tensors ``_graphed_training_step`` refills before each replay."""
+        return self._objective(self._training_terms(x), self._graph_weights)
+
+    def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
+        """One optimizer step whose closure replays the training pass (forward and backward).
+        Stepping through Lightning's optimizer wrapper keeps ``global_step``, the optimizer
+        hooks and precision handling as in automatic optimization."""
+        for name, value in self.objective.weights(self._schedule_step()).items():
+            self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
+        means = {}
+        self.optimizers().step(closure=lambda: means.update(self._graphed_pass(x)))
+        return means
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """The β-weighted negative ELBO of the batch. Logs every term, as device tensors, at
-        every step whose values Lightning passes on (:func:`~lightning_vae.speed.step_values_read`:
-        each logger write and the epoch's last step); ``train/loss`` also goes to the progress
-        bar whenever it redraws, on the CPU only (:func:`~lightning_vae.speed.per_step_progress_bar`
-        and :func:`~lightning_vae.speed.progress_bar_refreshes`)."""
-        means = self._objective(self._training_terms(images_of(batch)))
+        """The β-weighted negative ELBO of the batch (with ``cuda_graph``, also its backward
+        and optimizer step). Logs every term, as device tensors, at every step whose values
+        Lightning passes on (:func:`~lightning_vae.speed.step_values_read`: each logger write
+        and the epoch's last step); ``train/loss`` also goes to the progress bar whenever it
+        redraws, on the CPU only (:func:`~lightning_vae.speed.per_step_progress_bar` and
+        :func:`~lightning_vae.speed.progress_bar_refreshes`)."""
+        x = images_of(batch)
+        if self.automatic_optimization:
+            means = self._objective(self._training_terms(x))
+        else:  # the graph's outputs are overwritten by the next replay: return a copy
+            means = self._graphed_training_step(x)
+            means["loss"] = means["loss"].clone()
         read = step_values_read(self.trainer, batch_idx)
         in_bar = per_step_progress_bar(self.device)  # the same for every step of a run
         if read or (in_bar and progress_bar_refreshes(self.trainer, batch_idx)):

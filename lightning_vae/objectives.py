@@ -3,6 +3,11 @@
 Every schedule reads the position in training from the trainer's ``global_step`` passed in by
 the module (never from a counter of its own), so β follows a resumed run and does not move
 during validation. Inputs are batch means in nats per example.
+
+A schedule gives its weights at a step as Python numbers (:meth:`ConstantBeta.weights`) and
+combines them with the ELBO terms in :meth:`ConstantBeta.loss`, which takes the weights as
+numbers or as device tensors: a training pass replayed as a CUDA graph reads them from tensors
+refilled before each replay (see :mod:`lightning_vae.cuda_graph`).
 """
 
 import math
@@ -35,9 +40,16 @@ class ConstantBeta:
     def beta(self, step: int) -> float:
         return self.beta_max
 
+    def weights(self, step: int) -> dict[str, float]:
+        """The weights :meth:`loss` takes at ``step``, by name."""
+        return {"beta": self.beta(step)}
+
+    def loss(self, recon: Tensor, kl: Tensor, beta: Tensor | float) -> Tensor:
+        return recon + beta * kl
+
     def __call__(self, recon: Tensor, kl: Tensor, step: int) -> ObjectiveValue:
-        beta = self.beta(step)
-        return ObjectiveValue(recon + beta * kl, beta)
+        weights = self.weights(step)
+        return ObjectiveValue(self.loss(recon, kl, **weights), **weights)
 
 
 class LinearWarmup(ConstantBeta):
@@ -93,10 +105,12 @@ class CapacityObjective(ConstantBeta):
     def capacity(self, step: int) -> float:
         return self.capacity_max * min(1.0, step / self.steps)
 
-    def __call__(self, recon: Tensor, kl: Tensor, step: int) -> ObjectiveValue:
-        capacity = self.capacity(step)
-        loss = recon + self.beta_max * (kl - capacity).abs()
-        return ObjectiveValue(loss, self.beta_max, capacity)
+    def weights(self, step: int) -> dict[str, float]:
+        return {"beta": self.beta_max, "capacity": self.capacity(step)}
+
+    def loss(self, recon: Tensor, kl: Tensor, beta: Tensor | float,
+             capacity: Tensor | float) -> Tensor:
+        return recon + beta * (kl - capacity).abs()
 
 
 SCHEDULES: dict[str, Callable[..., ConstantBeta]] = {

@@ -27,6 +27,20 @@ def test_capacity_objective_penalises_distance_to_the_growing_capacity():
     assert value.loss.item() == pytest.approx(50.0 + 10.0 * abs(4.0 - 10.0))
 
 
+@pytest.mark.parametrize("schedule", [
+    LinearWarmup(beta=2.0, steps=100),
+    CapacityObjective(beta=10.0, capacity_max=20.0, steps=100),
+])
+def test_the_loss_takes_its_weights_as_numbers_or_as_device_tensors(schedule):
+    """A training pass replayed as a CUDA graph reads the weights from tensors."""
+    recon, kl = torch.tensor(50.0), torch.tensor(4.0)
+    weights = schedule.weights(30)
+    as_tensors = {name: torch.tensor(value) for name, value in weights.items()}
+    expected = schedule(recon, kl, step=30).loss
+    assert schedule.loss(recon, kl, **as_tensors).item() == pytest.approx(expected.item())
+    assert expected.item() != pytest.approx(schedule(recon, kl, step=60).loss.item())
+
+
 def test_build_schedule_from_name_and_dict():
     assert build_schedule(4.0, "constant").beta(123) == 4.0
     assert build_schedule(1.0, {"name": "linear", "steps": 10}).beta(5) == 0.5

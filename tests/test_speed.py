@@ -142,7 +142,7 @@ def test_an_unknown_compile_mode_is_refused_with_the_choices():
     assert "max-autotune" in COMPILE_MODES
 
 
-def test_the_gpu_fragment_adds_bf16_cuda_graphs_and_static_shapes_to_a_recipe(tiny_mnist_dir):
+def test_the_gpu_fragment_adds_bf16_a_graphed_training_pass_and_static_shapes(tiny_mnist_dir):
     fragment = ROOT / "recipes" / "trainer" / "gpu_fast.yaml"
     assert yaml.safe_load(fragment.read_text())["trainer"]["precision"] == "bf16-mixed"
     cli = run_lightning([
@@ -151,8 +151,8 @@ def test_the_gpu_fragment_adds_bf16_cuda_graphs_and_static_shapes_to_a_recipe(ti
         f"--data.init_args.data_dir={tiny_mnist_dir}", "--data.init_args.download=false",
     ], run=False)
     assert cli.datamodule.drop_last is True
-    assert (cli.model.hparams.compile_mode, cli.model.hparams.channels_last) == (
-        "reduce-overhead", True)
+    hparams = cli.model.hparams
+    assert (hparams.cuda_graph, hparams.compile_mode, hparams.channels_last) == (True, None, True)
 
 
 # --- logging without host synchronisation -----------------------------------------------
@@ -282,14 +282,19 @@ class FailOnGPUSync(pl.Callback):
 
 
 @CUDA
-@pytest.mark.parametrize("compile_mode, precision", [
-    (None, "32-true"), ("reduce-overhead", "bf16-mixed")])
-def test_training_steps_on_a_gpu_never_wait_for_it(compile_mode, precision, tmp_path):
-    """With a logger, a checkpoint callback and the progress bar, as a recipe runs."""
+@pytest.mark.parametrize("compile_mode, precision, cuda_graph", [
+    (None, "32-true", False), ("reduce-overhead", "bf16-mixed", False),
+    (None, "bf16-mixed", True)])
+def test_training_steps_on_a_gpu_never_wait_for_it(compile_mode, precision, cuda_graph,
+                                                   tmp_path):
+    """With a logger, a checkpoint callback and the progress bar, as a recipe runs; with
+    ``cuda_graph``, steps after the capture (which waits once, at step 3), under a β warm-up
+    whose weight is refilled at every step."""
     images = torch.randint(0, 256, (640, 1, 28, 28), dtype=torch.uint8)
     loader = DeviceLoader(images, torch.zeros(640, dtype=torch.long), 32, shuffle=True,
                           drop_last=True, binarize=True, device="cuda")
-    model = VAE(**RECIPE_CONV, channels_last=True, compile_mode=compile_mode, iw_samples=0)
+    model = VAE(**RECIPE_CONV, channels_last=True, compile_mode=compile_mode, iw_samples=0,
+                cuda_graph=cuda_graph, beta_schedule={"name": "linear", "steps": 100})
     check = FailOnGPUSync(first=8, last=15)
     trainer = pl.Trainer(max_steps=18, accelerator="gpu", devices=1, precision=precision,
                          logger=CSVLogger(tmp_path), log_every_n_steps=1000,
@@ -349,9 +354,9 @@ def test_the_fast_and_the_plain_path_reach_the_same_validation_elbo_on_mnist(
 @CUDA
 @pytest.mark.slow
 def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_dir, tmp_path):
-    """recipes/trainer/gpu_fast.yaml's settings (bf16 autocast, the training pass replayed as
-    CUDA graphs, channels_last, static batches) against float32 eager: four epochs of the
-    default recipe's model from the same seed, ε drawn as eager draws it.
+    """The GPU fast paths (bf16 autocast, channels_last, static batches, and the training pass
+    replayed as CUDA graphs by torch.compile or by ``cuda_graph``) against float32 eager: four
+    epochs of the default recipe's model from the same seed, ε drawn as eager draws it.
 
     bf16 rounding soon sends the two runs down different paths, so they can differ as much as
     runs from different seeds. Those differ by up to 10 nats after one epoch (a plateau some runs
@@ -365,9 +370,11 @@ def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_
 
     plain = run("32-true")
     with torch._inductor.config.patch(fallback_random=True):
-        fast = run("bf16-mixed", compile_mode="reduce-overhead", channels_last=True)
+        compiled = run("bf16-mixed", compile_mode="reduce-overhead", channels_last=True)
+    graphed = run("bf16-mixed", cuda_graph=True, channels_last=True)
     assert -130 < plain < -95  # trained, and short of convergence where differences would shrink
-    assert fast == pytest.approx(plain, abs=2.0)
+    assert {"compiled": compiled, "graphed": graphed} == pytest.approx(
+        {"compiled": plain, "graphed": plain}, abs=2.0)
 
 
 @pytest.mark.slow

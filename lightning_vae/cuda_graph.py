@@ -1,0 +1,114 @@
+"""A training pass (forward and backward) captured once as a CUDA graph and replayed at each step.
+
+On a GPU the default model's step is a fraction of a millisecond of kernels and several
+milliseconds of Python launching them, one by one (docs/results.md, "GPU"). A CUDA graph
+launches all of a pass's kernels in one call. ``torch.compile``'s ``"reduce-overhead"`` mode
+does this too, but for the forward and the backward separately and behind guards and
+bookkeeping that cost about as much Python again; capturing the pass by hand leaves only
+the copy of the batch into the graph's input and the replay.
+
+The method is "whole-network capture" from PyTorch's CUDA-graph notes: a few eager warm-up
+passes on a side stream, then one pass captured with the gradients unset, so that backward
+allocates them in the graph's memory; every replay then overwrites them. The optimizer step
+stays outside the graph and reads those gradients as it would after any ``backward``: any
+optimizer, learning-rate schedule and checkpoint works unchanged.
+
+Requirements, checked by the caller (``VAE.setup``): one CUDA device, batches of one shape
+(others run eagerly), no gradient scaler (fp16) and nothing that must touch the gradients
+between backward and the optimizer (clipping, accumulation). Random draws in the graph come
+from the device's generator at each replay, so seeding it before a replay gives the draws an
+eager pass would make. Off CUDA every pass runs eagerly, with the same gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+TrainingPass = Callable[[Tensor], dict[str, Tensor]]
+
+
+class GraphedTrainingPass:
+    """``training_pass(x)`` (a dict of tensors holding ``"loss"``) and ``loss.backward()``,
+    replayed from a CUDA graph after ``warmup_steps`` eager calls.
+
+    Calling it leaves the gradients of ``parameters`` in their ``.grad`` and returns the
+    pass's outputs, detached. After the capture those are the graph's own tensors, which the
+    next call overwrites: clone what must outlive it. Batches of a shape or dtype other than
+    the captured one (a last partial batch) run eagerly, into the same gradient tensors.
+    """
+
+    def __init__(self, training_pass: TrainingPass, parameters: Iterable[Tensor],
+                 warmup_steps: int = 3) -> None:
+        if warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be at least 1, got {warmup_steps}")
+        self.training_pass = training_pass
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.warmup_left = warmup_steps
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_input: Tensor | None = None
+        self.static_outputs: dict[str, Tensor] = {}
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        if x.device.type != "cuda":
+            return self._eager(x)
+        if self.graph is None:
+            if self.warmup_left > 0:
+                self.warmup_left -= 1
+                return self._warm_up(x)
+            return self._capture(x)
+        if x.shape != self.static_input.shape or x.dtype != self.static_input.dtype:
+            return self._eager(x)
+        self.static_input.copy_(x)
+        self.graph.replay()
+        return self.static_outputs
+
+    def _forward_backward(self, x: Tensor) -> dict[str, Tensor]:
+        # Autocast's cache of cast weights must not outlive a capture (PyTorch's CUDA-graph
+        # notes), so every pass runs with the caller's autocast settings but no cache.
+        device = x.device.type
+        with torch.autocast(device, dtype=torch.get_autocast_dtype(device),
+                            enabled=torch.is_autocast_enabled(device), cache_enabled=False):
+            outputs = self.training_pass(x)
+        outputs["loss"].backward()
+        return {name: value.detach() for name, value in outputs.items()}
+
+    def _unset_gradients(self) -> None:
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    def _warm_up(self, x: Tensor) -> dict[str, Tensor]:
+        """An eager pass on a side stream, as the capture will run: lazy initialisation
+        (cuDNN's algorithm choice, autograd's streams) happens here, outside the graph."""
+        self._unset_gradients()
+        side = torch.cuda.Stream(x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            outputs = self._forward_backward(x)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        return outputs
+
+    def _capture(self, x: Tensor) -> dict[str, Tensor]:
+        """Capture the pass on ``x``'s shape, then replay it once for ``x`` itself."""
+        self.static_input = x.clone()
+        self._unset_gradients()  # backward allocates them in the graph's memory
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.static_outputs = self._forward_backward(self.static_input)
+        self.graph = graph
+        graph.replay()
+        return self.static_outputs
+
+    def _eager(self, x: Tensor) -> dict[str, Tensor]:
+        """A pass outside any graph, into the existing gradient tensors (the graph's, once
+        captured), zeroed first."""
+        for parameter in self.parameters:
+            if parameter.grad is not None:
+                parameter.grad.zero_()
+        return self._forward_backward(x)

@@ -1,0 +1,197 @@
+"""The training pass replayed as a CUDA graph (``VAE(cuda_graph=True)``): the same gradients
+and the same training as eager steps, the settings it cannot honour refused, and on a GPU the
+capture, the replays and the eager fallback for odd batches."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_vae import VAE
+from lightning_vae.cuda_graph import GraphedTrainingPass
+from lightning_vae.data.device_loader import DeviceLoader
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+LINEAR_WARMUP = {"name": "linear", "steps": 10}
+
+
+def tiny_model(**options) -> VAE:
+    return VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp",
+               arch_options={"hidden_dims": [32]}, iw_samples=0,
+               beta_schedule=LINEAR_WARMUP, **options)
+
+
+def random_images(n: int) -> torch.Tensor:
+    """Binary 8x8 images, as floats in {0, 1}."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(n, 1, 8, 8, generator=generator).round()
+
+
+def gpu_loader(n: int, batch_size: int, drop_last: bool) -> DeviceLoader:
+    """``random_images`` held on the GPU, shuffled the same way in every loader built."""
+    images = (random_images(n) * 255).to(torch.uint8)
+    return DeviceLoader(images, torch.zeros(n, dtype=torch.long), batch_size, shuffle=True,
+                        drop_last=drop_last, device="cuda")
+
+
+class RecordSteps(pl.Callback):
+    """What each training step left behind: global step, logged β, whether it was replayed."""
+
+    def __init__(self) -> None:
+        self.steps, self.betas, self.replayed = [], [], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.steps.append(trainer.global_step)
+        self.betas.append(float(trainer.callback_metrics["train/beta"]))
+        graphed = module._graphed_pass
+        self.replayed.append(graphed is not None and graphed.captured)
+
+
+def fit(model: VAE, loader, accelerator: str = "cpu", steps: int = 12, **trainer_options
+        ) -> RecordSteps:
+    record = RecordSteps()
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator=accelerator, devices=1, log_every_n_steps=1,
+                         callbacks=[record], **trainer_options)
+    trainer.fit(model, loader)
+    return record
+
+
+def seeded_fit(cuda_graph: bool, loader, accelerator: str = "cpu") -> tuple[VAE, RecordSteps]:
+    pl.seed_everything(0)
+    model = tiny_model(cuda_graph=cuda_graph)
+    return model, fit(model, loader, accelerator)
+
+
+# --- the pass itself -------------------------------------------------------------------------
+
+
+def test_off_cuda_the_pass_leaves_the_gradients_of_one_backward_without_accumulating():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+
+    def squares(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": layer(batch).square().sum()}
+
+    layer(x).square().sum().backward()
+    expected = [p.grad.clone() for p in layer.parameters()]
+    graphed = GraphedTrainingPass(squares, layer.parameters())
+    for _ in range(2):  # a second call must not add to the first's gradients
+        outputs = graphed(x)
+    for parameter, gradient in zip(layer.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad, gradient)
+    assert not outputs["loss"].requires_grad
+    assert not graphed.captured  # no CUDA graph off CUDA
+
+
+def test_warmup_steps_below_one_are_refused():
+    with pytest.raises(ValueError, match="warmup_steps must be at least 1"):
+        GraphedTrainingPass(lambda x: {"loss": x.sum()}, [], warmup_steps=0)
+
+
+# --- the model with cuda_graph=True ----------------------------------------------------------
+
+
+def test_with_cuda_graph_the_model_trains_exactly_as_with_automatic_optimization():
+    """Off CUDA the same code path runs, eagerly: manual optimizer steps through Lightning's
+    wrapper, the schedule's weights read from tensors. Same seed, same batches, same weights."""
+    loader = DataLoader(TensorDataset(random_images(64)), batch_size=16, shuffle=True)
+    plain, plain_steps = seeded_fit(False, loader)
+    with pytest.warns(UserWarning, match="needs a CUDA device"):
+        graphed, graphed_steps = seeded_fit(True, loader)
+    assert not graphed.automatic_optimization
+    assert graphed_steps.steps == plain_steps.steps == list(range(1, 13))
+    assert graphed_steps.betas == plain_steps.betas  # the linear warm-up, step by step
+    assert graphed_steps.betas[:3] == pytest.approx([0.0, 0.1, 0.2])
+    pairs = zip(plain.state_dict().items(), graphed.state_dict().values(), strict=True)
+    for (name, a), b in pairs:
+        assert torch.equal(a, b), name
+
+
+def test_a_graphed_run_saves_a_checkpoint_that_resumes_with_automatic_optimization(tmp_path):
+    loader = DataLoader(TensorDataset(random_images(64)), batch_size=16)
+    pl.seed_everything(0)
+    model = tiny_model(cuda_graph=True)
+    trainer = pl.Trainer(max_steps=4, logger=False, default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu")
+    with pytest.warns(UserWarning, match="needs a CUDA device"):
+        trainer.fit(model, loader)
+    checkpoint = str(tmp_path / "checkpoints" / "epoch=0-step=4.ckpt")
+    resumed = tiny_model(cuda_graph=False)
+    trainer = pl.Trainer(max_steps=8, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False,
+                         accelerator="cpu")
+    trainer.fit(resumed, loader, ckpt_path=checkpoint)
+    assert trainer.global_step == 8
+    assert resumed.automatic_optimization
+
+
+@pytest.mark.parametrize("trainer_options, message", [
+    ({"gradient_clip_val": 1.0}, "cannot clip gradients: remove trainer.gradient_clip_val"),
+    ({"accumulate_grad_batches": 2}, "cannot accumulate gradients"),
+])
+def test_settings_the_graph_cannot_honour_are_refused_with_the_fix(trainer_options, message):
+    loader = DataLoader(TensorDataset(random_images(32)), batch_size=16)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=message):
+        fit(tiny_model(cuda_graph=True), loader, **trainer_options)
+
+
+def test_a_learning_rate_scheduler_is_refused_rather_than_left_unstepped():
+    class WithScheduler(VAE):
+        def configure_optimizers(self):
+            optimizer = super().configure_optimizers()
+            return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, 1)]
+
+    model = WithScheduler(image_shape=(1, 8, 8), latent_dim=4, arch="mlp", iw_samples=0,
+                          cuda_graph=True)
+    loader = DataLoader(TensorDataset(random_images(32)), batch_size=16)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="remove the lr_scheduler"):
+        fit(model, loader)
+
+
+def test_cuda_graph_with_a_compile_mode_that_replays_its_own_graphs_is_refused():
+    with pytest.raises(ValueError, match="replays CUDA graphs of its own"):
+        tiny_model(cuda_graph=True, compile_mode="reduce-overhead")
+
+
+def test_cuda_graph_is_a_saved_hyperparameter_off_by_default():
+    assert tiny_model().hparams.cuda_graph is False
+    assert tiny_model(cuda_graph=True).hparams.cuda_graph is True
+
+
+# --- on a GPU ----------------------------------------------------------------------------
+
+
+@CUDA
+def test_replayed_steps_train_as_eager_steps_do_on_a_gpu():
+    """Float32, same seed: the graph replays eager's kernels and draws eager's ε at each step
+    (the generator is seeded before every replay), so the weights agree to rounding."""
+    plain, _ = seeded_fit(False, gpu_loader(256, 16, drop_last=True), "gpu")
+    graphed, record = seeded_fit(True, gpu_loader(256, 16, drop_last=True), "gpu")
+    assert record.replayed == [False] * 3 + [True] * 9  # three warm-up steps, then the graph
+    assert record.steps == list(range(1, 13))
+    assert record.betas[:4] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    pairs = zip(plain.state_dict().items(), graphed.state_dict().values(), strict=True)
+    for (name, a), b in pairs:
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@CUDA
+def test_a_last_partial_batch_runs_eagerly_beside_the_graph():
+    loader = gpu_loader(120, 16, drop_last=False)  # seven batches of 16, then one of 8
+    pl.seed_everything(0)
+    model = tiny_model(cuda_graph=True)
+    record = fit(model, loader, "gpu", steps=24)  # three epochs
+    assert record.steps == list(range(1, 25))
+    assert record.replayed[:7] == [False] * 3 + [True] * 4
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@CUDA
+def test_fp16_with_its_gradient_scaler_is_refused_with_the_fix():
+    loader = DataLoader(TensorDataset(random_images(32)), batch_size=16)
+    with pytest.raises(ValueError, match="cannot unscale fp16 gradients: use trainer"):
+        fit(tiny_model(cuda_graph=True), loader, "gpu", precision="16-mixed")
