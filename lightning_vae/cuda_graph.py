@@ -9,7 +9,10 @@ the copy of the batch into the graph's input and the replay.
 
 The method is "whole-network capture" from PyTorch's CUDA-graph notes: a few eager warm-up
 passes on a side stream, then one pass captured with the gradients unset, so that backward
-allocates them in the graph's memory; every replay then overwrites them. The optimizer step
+allocates them in the graph's memory; every replay then overwrites them, and points each
+parameter's ``.grad`` back at them (Lightning sets the gradients to None before each
+validation, as any ``zero_grad()`` does, which would otherwise leave the optimizer with
+nothing to step: training would silently stop at the first validation). The optimizer step
 stays outside the graph and reads those gradients as it would after any ``backward``: any
 optimizer, learning-rate schedule and checkpoint works unchanged.
 
@@ -50,6 +53,7 @@ class GraphedTrainingPass:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: Tensor | None = None
         self.static_outputs: dict[str, Tensor] = {}
+        self.static_gradients: list[Tensor | None] = []
 
     @property
     def captured(self) -> bool:
@@ -63,11 +67,17 @@ class GraphedTrainingPass:
                 self.warmup_left -= 1
                 return self._warm_up(x)
             return self._capture(x)
+        self._restore_gradients()
         if x.shape != self.static_input.shape or x.dtype != self.static_input.dtype:
             return self._eager(x)
         self.static_input.copy_(x)
         self.graph.replay()
         return self.static_outputs
+
+    def _restore_gradients(self) -> None:
+        """Point each ``.grad`` at the tensor the graph writes, whoever unset or replaced it."""
+        for parameter, gradient in zip(self.parameters, self.static_gradients, strict=True):
+            parameter.grad = gradient
 
     def _forward_backward(self, x: Tensor) -> dict[str, Tensor]:
         # Autocast's cache of cast weights must not outlive a capture (PyTorch's CUDA-graph
@@ -101,6 +111,7 @@ class GraphedTrainingPass:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.static_outputs = self._forward_backward(self.static_input)
+        self.static_gradients = [parameter.grad for parameter in self.parameters]
         self.graph = graph
         graph.replay()
         return self.static_outputs

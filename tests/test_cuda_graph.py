@@ -2,6 +2,8 @@
 and the same training as eager steps, the settings it cannot honour refused, and on a GPU the
 capture, the replays and the eager fallback for odd batches."""
 
+from itertools import pairwise
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -195,3 +197,29 @@ def test_fp16_with_its_gradient_scaler_is_refused_with_the_fix():
     loader = DataLoader(TensorDataset(random_images(32)), batch_size=16)
     with pytest.raises(ValueError, match="cannot unscale fp16 gradients: use trainer"):
         fit(tiny_model(cuda_graph=True), loader, "gpu", precision="16-mixed")
+
+
+class WeightsAtEpochStart(pl.Callback):
+    def __init__(self) -> None:
+        self.weights: list[torch.Tensor] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.weights.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+
+
+@CUDA
+def test_training_goes_on_after_a_validation_unsets_the_gradients():
+    """Lightning sets every ``.grad`` to None before validating; the replays must point them
+    back at the graph's gradients, or the optimizer has nothing left to step."""
+    pl.seed_everything(0)
+    model = tiny_model(cuda_graph=True)
+    record = WeightsAtEpochStart()
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="gpu", devices=1, callbacks=[record])
+    trainer.fit(model, gpu_loader(128, 16, drop_last=True),
+                gpu_loader(32, 16, drop_last=False))
+    weights = [*record.weights, torch.cat([p.detach().flatten() for p in model.parameters()])]
+    moved = [(after - before).abs().max().item() for before, after in pairwise(weights)]
+    assert all(step > 1e-4 for step in moved), moved  # epochs 2 and 3 follow validations
+    assert all(p.grad is not None for p in model.parameters())
