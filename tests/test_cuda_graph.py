@@ -204,7 +204,12 @@ class WeightsAtEpochStart(pl.Callback):
         self.weights: list[torch.Tensor] = []
 
     def on_train_epoch_start(self, trainer, module) -> None:
-        self.weights.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+        self.weights.append(flat_weights(module))
+
+
+def flat_weights(model: torch.nn.Module) -> torch.Tensor:
+    """All weights in one vector on the CPU (Lightning moves the model there after fitting)."""
+    return torch.cat([p.detach().flatten().cpu() for p in model.parameters()])
 
 
 @CUDA
@@ -219,7 +224,7 @@ def test_training_goes_on_after_a_validation_unsets_the_gradients():
                          accelerator="gpu", devices=1, callbacks=[record])
     trainer.fit(model, gpu_loader(128, 16, drop_last=True),
                 gpu_loader(32, 16, drop_last=False))
-    weights = [*record.weights, torch.cat([p.detach().flatten() for p in model.parameters()])]
+    weights = [*record.weights, flat_weights(model)]
     moved = [(after - before).abs().max().item() for before, after in pairwise(weights)]
     assert all(step > 1e-4 for step in moved), moved  # epochs 2 and 3 follow validations
     assert all(p.grad is not None for p in model.parameters())
