@@ -79,27 +79,49 @@ class VAECLI(LightningCLI):
                 rank_zero_warn("--ckpt_path last: no last.ckpt from an earlier run of this "
                                "recipe was found; training from scratch")
 
+    def before_validate(self) -> None:
+        """``--ckpt_path last``: the newest ``last*.ckpt`` of this recipe's training runs.
+        Lightning would look only in the new run's empty folder and evaluate the untrained
+        weights; with no checkpoint to find, this stops with where it looked."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        config["ckpt_path"] = last_checkpoint(self.trainer)
+        if config["ckpt_path"] is None:
+            folders = ", ".join(str(folder) for folder in checkpoint_folders(self.trainer))
+            raise FileNotFoundError(
+                f"--ckpt_path last: no last*.ckpt in {folders or 'any checkpoint folder'}; "
+                f"train first with `lightning-vae fit` and the same configuration, or pass "
+                f"the checkpoint's path"
+            )
+
+    before_test = before_predict = before_validate
+
 
 def last_checkpoint(trainer: pl.Trainer) -> str | None:
     """The newest ``last*.ckpt`` of this recipe's earlier runs, for ``--ckpt_path last``.
 
     Lightning looks for "last" only in the checkpoint folder of the run being started, which for
-    a versioned logger is a new, empty ``version_N+1``: it then warns and trains from scratch.
-    This looks where earlier runs wrote: each ModelCheckpoint's explicit ``dirpath``, every
-    version folder of the first logger, or ``default_root_dir/checkpoints`` without a logger.
-    None (train from scratch, with Lightning's warning) when there is none yet.
+    a versioned logger is a new, empty ``version_N+1``: it then warns and starts from the
+    untrained weights. This looks in :func:`checkpoint_folders`; None when there is none yet.
     """
+    found = [path for folder in checkpoint_folders(trainer) for path in folder.glob("last*.ckpt")]
+    if not found:
+        return None
+    return str(max(found, key=lambda path: path.stat().st_mtime))
+
+
+def checkpoint_folders(trainer: pl.Trainer) -> list[Path]:
+    """Where this recipe's runs write checkpoints: each ModelCheckpoint's explicit ``dirpath``,
+    every version folder of the first logger, or ``default_root_dir/checkpoints`` without one."""
     folders = [Path(c.dirpath) for c in trainer.checkpoint_callbacks
                if isinstance(c, ModelCheckpoint) and c.dirpath]
     logger = trainer.loggers[0] if trainer.loggers else None
     if logger is not None and logger.save_dir is not None:
-        folders += Path(logger.save_dir, str(logger.name or "")).glob("*/checkpoints")
+        folders += sorted(Path(logger.save_dir, str(logger.name or "")).glob("*/checkpoints"))
     else:
         folders.append(Path(trainer.default_root_dir, "checkpoints"))
-    found = [path for folder in folders for path in folder.glob("last*.ckpt")]
-    if not found:
-        return None
-    return str(max(found, key=lambda path: path.stat().st_mtime))
+    return folders
 
 
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:

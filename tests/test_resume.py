@@ -20,7 +20,7 @@ import torch
 import yaml
 from conftest import write_tiny_mnist
 
-from lightning_vae.cli import main
+from lightning_vae.cli import main, run_lightning
 from lightning_vae.data.device_loader import DeviceLoader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,6 +209,26 @@ def test_ckpt_path_last_resumes_the_newest_run_of_a_recipe(tiny_data, tmp_path, 
     resumed = [r for r in csv.DictReader(
         (tmp_path / "lightning_logs" / "version_1" / "metrics.csv").open()) if r.get("train/loss")]
     assert sorted(int(r["step"]) for r in resumed) == [3, 4, 5]
+
+
+def test_test_with_ckpt_path_last_evaluates_the_newest_trained_weights(tiny_data, tmp_path,
+                                                                        monkeypatch):
+    """Lightning alone would evaluate the untrained weights with a warning."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--data.init_args.data_dir", str(tiny_data), "--data.init_args.download", "false",
+            "--data.init_args.val_size", "64", "--data.init_args.batch_size", "64",
+            "--model.iw_samples", "0", "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
+            "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
+    recipe = ROOT / "recipes" / "mnist_vae.yaml"
+    with pytest.raises(FileNotFoundError, match=r"no last\*\.ckpt in .*train first"):
+        main(["test", "--config", str(recipe), *args, "--ckpt_path", "last"])
+    fit(recipe, *args, "--trainer.max_epochs", "1")
+    trained = torch.load(next(tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")),
+                         weights_only=False)["state_dict"]
+    cli = run_lightning(["test", "--config", str(recipe), *args, "--ckpt_path", "last"])
+    for name, value in cli.model.state_dict().items():
+        assert torch.equal(value, trained[name]), name
 
 
 # --- the whole run, two processes ------------------------------------------------------------
