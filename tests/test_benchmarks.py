@@ -18,11 +18,11 @@ def package_spec(**changes) -> Spec:
 
 def test_the_hand_written_loop_reads_the_settings_the_trainer_runs_with():
     settings = package_settings(package_spec(
-        configs=[str(GPU_FRAGMENT)], overrides=["model.compile_mode=null"]))
+        configs=[str(GPU_FRAGMENT)], overrides=["model.cuda_graph=false"]))
     assert settings["trainer"]["precision"] == "bf16-mixed"  # from the fragment
     assert settings["data"]["init_args"]["drop_last"] is True
     assert settings["data"]["init_args"]["binarize"] == "dynamic"  # kept from the recipe
-    assert settings["model"]["compile_mode"] is None  # the override wins
+    assert settings["model"]["cuda_graph"] is False  # the override wins
     assert settings["model"]["channels_last"] is True
     tiny = package_settings(package_spec(model="tiny"))["model"]
     assert (tiny["arch"], tiny["latent_dim"], tiny["arch_options"]) == (
@@ -33,3 +33,12 @@ def test_a_failed_measurement_is_reported_and_left_out(capsys):
     broken = package_spec(name="broken", overrides=["model.no_such_option=1"])
     assert measure(broken, timeout=120) is None
     assert "broken failed" in capsys.readouterr().err
+
+
+def test_the_loop_steps_a_graphed_training_pass_where_the_trainer_would(shared_mnist_dir):
+    """Off CUDA the pass runs eagerly, through the same code as on a GPU."""
+    loop = package_spec(name="(a')", kind="loop", model="tiny", batch_size=16,
+                        data_dir=str(shared_mnist_dir), overrides=["model.cuda_graph=true"])
+    measured = measure(loop, timeout=120)
+    assert measured is not None
+    assert measured.images == [2 * 16]  # one timed epoch of two batches, after the warm-up
