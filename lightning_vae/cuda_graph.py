@@ -14,7 +14,7 @@ parameter's ``.grad`` back at them (Lightning sets the gradients to None before 
 validation, as any ``zero_grad()`` does, which would otherwise leave the optimizer with
 nothing to step: training would silently stop at the first validation). The optimizer step
 stays outside the graph and reads those gradients as it would after any ``backward``: any
-optimizer, learning-rate schedule and checkpoint works unchanged.
+optimizer, and its state in checkpoints, works unchanged.
 
 Requirements, checked by the caller (``VAE.setup``): one CUDA device, batches of one shape
 (others run eagerly), no gradient scaler (fp16) and nothing that must touch the gradients

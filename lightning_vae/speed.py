@@ -2,9 +2,10 @@
 and logging without host synchronisation.
 
 The options are constructor arguments of :class:`~lightning_vae.VAE` (JSON values, saved with
-the model): ``fused_optimizer``, ``channels_last`` and ``compile_mode``. What each one buys on
-a CPU, and what limits the speed there, is measured by ``benchmarks/train_throughput.py`` and
-recorded in docs/results.md ("Training throughput").
+the model): ``fused_optimizer``, ``channels_last``, ``compile_mode`` and ``cuda_graph`` (the
+training pass replayed from one CUDA graph: :mod:`lightning_vae.cuda_graph`). What each one
+buys, and what limits the speed, is measured by ``benchmarks/train_throughput.py`` and recorded
+in docs/results.md ("Training throughput").
 
 Host synchronisation: on a GPU, the CPU queues kernels ahead of the device, and any call that
 needs a value back (``.item()``, ``float(tensor)``, or a Python number copied *to* the device
