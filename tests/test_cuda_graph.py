@@ -228,3 +228,15 @@ def test_training_goes_on_after_a_validation_unsets_the_gradients():
     moved = [(after - before).abs().max().item() for before, after in pairwise(weights)]
     assert all(step > 1e-4 for step in moved), moved  # epochs 2 and 3 follow validations
     assert all(p.grad is not None for p in model.parameters())
+
+
+@CUDA
+def test_a_pass_compiled_without_cuda_graphs_of_its_own_is_captured_too():
+    """``compile_mode="default"``: Inductor's fused kernels, launched from the one graph."""
+    pl.seed_everything(0)
+    model = tiny_model(cuda_graph=True, compile_mode="default")
+    start = flat_weights(model)
+    record = fit(model, gpu_loader(256, 16, drop_last=True), "gpu")
+    assert record.replayed == [False] * 3 + [True] * 9
+    moved = flat_weights(model) - start
+    assert torch.isfinite(moved).all() and moved.abs().max() > 1e-4
