@@ -193,19 +193,26 @@ def test_every_training_recipe_writes_last_ckpt_after_every_epoch(recipe):
         f"{recipe.name}: the ModelCheckpoint with save_last must not monitor a metric")
 
 
+RECIPE = ROOT / "recipes" / "mnist_vae.yaml"
+
+
+def tiny_recipe_args(data: Path, logs: Path) -> list[str]:
+    """The default recipe, made small: the tiny MNIST, 64 validation images, batches of 64,
+    no IW bound, one validation batch, CSV logs under ``logs``."""
+    return ["--data.init_args.data_dir", str(data), "--data.init_args.download", "false",
+            "--data.init_args.val_size", "64", "--data.init_args.batch_size", "64",
+            "--model.iw_samples", "0", "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
+            "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(logs)]
+
+
 def test_ckpt_path_last_resumes_the_newest_run_of_a_recipe(tiny_data, tmp_path, monkeypatch):
     """Lightning alone would look for "last" in the resuming run's own new ``version_1``
     folder, find nothing and train from scratch; the CLI finds ``version_0``'s."""
     monkeypatch.chdir(tmp_path)
-    args = ["--data.init_args.data_dir", str(tiny_data), "--data.init_args.download", "false",
-            "--data.init_args.val_size", "64", "--data.init_args.batch_size", "64",
-            "--model.iw_samples", "0", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
-            "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
-            "--trainer.log_every_n_steps", "1"]
-    recipe = ROOT / "recipes" / "mnist_vae.yaml"
-    fit(recipe, *args, "--trainer.max_epochs", "1")  # 192 images: 3 steps per epoch
-    fit(recipe, *args, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    args = [*tiny_recipe_args(tiny_data, tmp_path), "--trainer.log_every_n_steps", "1"]
+    fit(RECIPE, *args, "--trainer.max_epochs", "1")  # 192 images: 3 steps per epoch
+    fit(RECIPE, *args, "--trainer.max_epochs", "2", "--ckpt_path", "last")
     resumed = [r for r in csv.DictReader(
         (tmp_path / "lightning_logs" / "version_1" / "metrics.csv").open()) if r.get("train/loss")]
     assert sorted(int(r["step"]) for r in resumed) == [3, 4, 5]
@@ -215,18 +222,13 @@ def test_test_with_ckpt_path_last_evaluates_the_newest_trained_weights(tiny_data
                                                                         monkeypatch):
     """Lightning alone would evaluate the untrained weights with a warning."""
     monkeypatch.chdir(tmp_path)
-    args = ["--data.init_args.data_dir", str(tiny_data), "--data.init_args.download", "false",
-            "--data.init_args.val_size", "64", "--data.init_args.batch_size", "64",
-            "--model.iw_samples", "0", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
-            "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path)]
-    recipe = ROOT / "recipes" / "mnist_vae.yaml"
+    args = tiny_recipe_args(tiny_data, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no last\*\.ckpt in .*train first"):
-        main(["test", "--config", str(recipe), *args, "--ckpt_path", "last"])
-    fit(recipe, *args, "--trainer.max_epochs", "1")
+        main(["test", "--config", str(RECIPE), *args, "--ckpt_path", "last"])
+    fit(RECIPE, *args, "--trainer.max_epochs", "1")
     trained = torch.load(next(tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")),
                          weights_only=False)["state_dict"]
-    cli = run_lightning(["test", "--config", str(recipe), *args, "--ckpt_path", "last"])
+    cli = run_lightning(["test", "--config", str(RECIPE), *args, "--ckpt_path", "last"])
     for name, value in cli.model.state_dict().items():
         assert torch.equal(value, trained[name]), name
 
