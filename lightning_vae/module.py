@@ -27,6 +27,7 @@ from lightning_vae.preprocess import (
     preprocess_images,
 )
 from lightning_vae.speed import (
+    COMPILE_MODES,
     CompileMode,
     build_optimizer,
     check_compile_mode,
@@ -144,9 +145,10 @@ class VAE(pl.LightningModule, VAEHubMixin):
         check_optimizer(optimizer)
         check_compile_mode(compile_mode)
         if cuda_graph and uses_cudagraphs(compile_mode):
+            modes = [mode for mode in COMPILE_MODES if not uses_cudagraphs(mode)]
             raise ValueError(
                 f"compile_mode={compile_mode!r} replays CUDA graphs of its own; with "
-                "cuda_graph=True choose compile_mode null or 'default'"
+                f"cuda_graph=True choose compile_mode null or one of {modes}"
             )
         self.image_shape = image_shape
         self.latent_dim = latent_dim
