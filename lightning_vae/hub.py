@@ -20,7 +20,7 @@ import torch
 from huggingface_hub import HfApi
 from torch import Tensor
 
-from lightning_vae.hub_mixin import require_token
+from lightning_vae.hub_mixin import full_repo_id, require_token
 from lightning_vae.model_card import CardFacts
 from lightning_vae.module import VAE
 
@@ -195,9 +195,11 @@ def push(
     in :func:`export_checkpoint`), to the Hub repo ``repo_id``; returns the commit URL.
 
     Credentials are checked first and a folder is checked to load as a model, so nothing is
-    uploaded otherwise; the local folder is only read.
+    uploaded otherwise; the local folder is only read. A bare ``repo_id`` (``"mnist-vae"``) is
+    the token's account's repo, and the exported card names it so.
     """
     token = require_token(repo_id, token)
+    repo_id = full_repo_id(repo_id, token)
     source = Path(source)
     if not source.is_dir():
         with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +224,8 @@ class PushToHub(pl.Callback):
     run's log folder) and push it to ``repo_id``, on rank zero only.
 
     The token (``HF_TOKEN`` or ``hf auth login``; never a recipe value) is checked when fitting
-    starts, so a missing one fails before training rather than after. A failed upload leaves
+    starts, so a missing one fails before training rather than after (a bare ``repo_id`` is
+    then completed with the token's account, which the card names). A failed upload leaves
     the exported folder in place and says how to retry.
 
     In a recipe::
@@ -241,7 +244,7 @@ class PushToHub(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or not trainer.is_global_zero:
             return
-        require_token(self.repo_id, None)
+        self.repo_id = full_repo_id(self.repo_id, require_token(self.repo_id, None))
         if trainer.checkpoint_callback is None:
             raise ValueError(
                 "PushToHub pushes the best checkpoint, but checkpointing is off: set "

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from huggingface_hub import PyTorchModelHubMixin, constants, get_token, hf_hub_download
+from huggingface_hub import HfApi, PyTorchModelHubMixin, constants, get_token, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     LocalTokenNotFoundError,
@@ -53,6 +53,14 @@ def require_token(repo_id: str, token: str | None) -> str:
             "nothing was uploaded."
         )
     return token
+
+
+def full_repo_id(repo_id: str, token: str) -> str:
+    """``repo_id`` with its namespace. The Hub creates a repo given by bare name (``"mnist-vae"``)
+    in the token's account, so the model card's loading snippet must name ``account/name``."""
+    if "/" in repo_id:
+        return repo_id
+    return f"{HfApi(token=token).whoami()['name']}/{repo_id}"
 
 
 class VAEHubMixin(
@@ -146,8 +154,10 @@ class VAEHubMixin(
                     model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
         """Save to a temporary folder and upload it to ``repo_id`` (huggingface_hub's
         ``push_to_hub``: ``private``, ``commit_message``, ``branch``, ... as there), after
-        checking for credentials. The card's loading snippet names ``repo_id``."""
+        checking for credentials. The card's loading snippet names ``repo_id``, completed with
+        the token's account when it is a bare name (where the Hub creates it)."""
         token = require_token(repo_id, token)
+        repo_id = full_repo_id(repo_id, token)
         card_kwargs = {"repo_id": repo_id} | (model_card_kwargs or {})
         return super().push_to_hub(repo_id, token=token, model_card_kwargs=card_kwargs, **kwargs)
 
@@ -207,11 +217,20 @@ class VAEHubMixin(
                      or pretrained_model_name_or_path)
         download = {"revision": revision, "cache_dir": cache_dir, "token": token,
                     "force_download": force_download, "local_files_only": local_files_only}
+        if unknown := sorted(set(model_kwargs) - set(cls.argument_names())):
+            raise TypeError(
+                f"from_pretrained got unknown arguments {unknown}: extra keyword arguments "
+                f"override config.json values; choose from {cls.argument_names()}"
+            )
         config = cls._read_config(_fetch(source, CONFIG_FILE, download), source)
         try:
             model = cls(**(config | model_kwargs))
-        except ValueError as error:
-            raise ValueError(f"{source}: config.json does not build a model: {error}") from None
+        except (TypeError, ValueError) as error:  # a TypeError: a value of the wrong JSON type
+            raise ValueError(
+                f"{source}: config.json does not build a model: {error}; if the file was "
+                "edited by hand, check its values against the VAE's arguments, or save the "
+                "model again"
+            ) from None
         _load_weights(model, _fetch(source, WEIGHTS_FILE, download), source)
         return model.to(map_location).eval()
 

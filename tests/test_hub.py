@@ -19,7 +19,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hub_cache import COMMIT, MODEL_FILES, folder_bytes, write_hub_cache
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import LocalTokenNotFoundError
 from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -297,6 +297,22 @@ def test_weights_whose_shapes_do_not_match_the_config_are_refused(saved):
     assert "\n  encoder.1.2.weight: stored (6, 16), config builds (8, 16)\n" in str(error.value)
 
 
+@pytest.mark.parametrize(("key", "value"), [("latent_dim", "3"), ("image_shape", 16),
+                                            ("likelihood_options", "x")])
+def test_a_config_value_of_the_wrong_type_is_refused_naming_the_file(saved, key, value):
+    """A hand-edited config.json: its TypeError must name the folder, not only the operands."""
+    edit_config(saved, **{key: value})
+    with pytest.raises(ValueError, match=re.escape(
+            f"{saved}: config.json does not build a model") + ".*save the model again"):
+        VAE.from_pretrained(saved)
+
+
+def test_an_override_that_is_no_constructor_argument_is_refused_naming_it(saved):
+    with pytest.raises(TypeError, match=r"unknown arguments \['strict'\].*config\.json.*"
+                       r"choose from \[.*'latent_dim'"):
+        VAE.from_pretrained(saved, strict=False)
+
+
 def test_a_checkpoint_file_is_pointed_to_export(tmp_path):
     checkpoint = tmp_path / "last.ckpt"
     checkpoint.write_bytes(b"")
@@ -499,6 +515,52 @@ def test_push_refuses_an_incomplete_folder(saved, token, hub_api):
     with pytest.raises(FileNotFoundError, match=r"has no model\.safetensors"):
         push(saved, "someuser/some-vae")
     assert hub_api.uploads == []
+
+
+@pytest.fixture
+def account(hub_api, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The token's Hub account, "someuser", as the Hub shows it: ``whoami`` names it, and a repo
+    created by a bare name is created in it (``create_repo("name")`` gives ``someuser/name``),
+    which the upload then goes to. Builds on the ``hub_api`` recording."""
+    record_repo = HfApi.create_repo
+
+    def whoami(api, token=None, **kwargs):
+        return {"type": "user", "name": "someuser"}
+
+    def create_repo(api, repo_id, **kwargs):
+        return record_repo(api, repo_id if "/" in repo_id else f"someuser/{repo_id}", **kwargs)
+
+    monkeypatch.setattr(HfApi, "whoami", whoami)
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    return "someuser"
+
+
+def test_a_bare_repo_name_is_pushed_to_the_accounts_repo_whose_id_the_card_names(
+        tmp_path, token, hub_api, account):
+    """save_pretrained(push_to_hub=True) names the repo after the folder, without a namespace,
+    as huggingface_hub's mixin does; the card's snippet must load what was pushed."""
+    small_vae().save_pretrained(tmp_path / "mnist-vae", push_to_hub=True)
+    [upload] = hub_api.uploads
+    assert upload["repo_id"] == "someuser/mnist-vae"
+    assert 'from_pretrained("someuser/mnist-vae")' in upload["files"]["README.md"].decode()
+
+
+def test_push_cli_with_a_bare_repo_name_writes_the_accounts_repo_into_the_card(
+        tmp_path, token, hub_api, account):
+    checkpoint = fit_tiny(tmp_path / "run").checkpoint_callback.best_model_path
+    with pytest.warns(UserWarning, match="prior samples only"):
+        main(["push", checkpoint, "--repo-id", "tiny"])
+    [upload] = hub_api.uploads
+    assert upload["repo_id"] == "someuser/tiny"
+    assert 'from_pretrained("someuser/tiny")' in upload["files"]["README.md"].decode()
+
+
+def test_push_to_hub_callback_with_a_bare_repo_name_writes_the_accounts_repo_into_the_card(
+        tmp_path, token, hub_api, account):
+    fit_tiny(tmp_path, callbacks=[PushToHub("tiny-vae")])
+    [upload] = hub_api.uploads
+    assert upload["repo_id"] == "someuser/tiny-vae"
+    assert 'from_pretrained("someuser/tiny-vae")' in upload["files"]["README.md"].decode()
 
 
 def test_model_push_to_hub_uploads_a_complete_folder_whose_card_names_the_repo(token, hub_api):
