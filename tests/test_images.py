@@ -93,6 +93,16 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
     np.testing.assert_array_equal(out[0], [[0, 100], [255, 200]])
 
 
+def test_sixteen_bit_grey_with_a_transparent_value_becomes_black_there(tmp_path):
+    # A 16-bit grey PNG whose tRNS chunk makes the value 65535 transparent: those pixels are
+    # composited over black like any other transparency, the others keep their scaled grey.
+    wide = np.array([[65535, 257 * 100], [65535, 257 * 200]], dtype=np.uint16)
+    Image.fromarray(wide).save(tmp_path / "wide.png", transparency=65535)
+    assert Image.open(tmp_path / "wide.png").info["transparency"] == 65535
+    out = load_image(tmp_path / "wide.png", ImageTransform(image_size=2, channels=1))
+    np.testing.assert_array_equal(out[0], [[0, 100], [0, 200]])
+
+
 def test_exif_orientation_is_applied(tmp_path):
     pixels = random_rgb(6, 4)  # stored 4 wide, 6 high; orientation 6 shows it rotated 90° cw
     exif = Image.Exif()

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import write_tiny_mnist
 from torch.utils.data import DataLoader
 
 from lightning_vae.data.device_loader import DeviceLoader
-from lightning_vae.data.idx import write_idx
+from lightning_vae.data.idx import read_idx, write_idx
 from lightning_vae.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from lightning_vae.data.sources import FASHION_MNIST, MNIST, locate_files
 
@@ -95,6 +96,41 @@ def test_unusable_files_are_named_with_the_reason(tiny_mnist_dir: Path) -> None:
     write_idx(tiny_mnist_dir / "train-images-idx3-ubyte.gz", torch.zeros(5, 27, 27).byte().numpy())
     with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.gz: header declares"):
         locate_files(MNIST, tiny_mnist_dir, download=False)
+
+
+def test_images_and_labels_come_from_one_folder(tmp_path: Path) -> None:
+    # data_dir holds another copy's training images only; $LIGHTNING_VAE_DATA holds a complete
+    # copy. Its labels must not be paired with data_dir's images: a pair comes from one folder.
+    complete = write_tiny_mnist(tmp_path / "env")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    other = 255 - read_idx(complete / "train-images-idx3-ubyte.gz")
+    write_idx(data_dir / "train-images-idx3-ubyte.gz", other)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIGHTNING_VAE_DATA", str(complete))
+        found = locate_files(MNIST, data_dir, download=False)
+    assert found["train_images"] == complete / "train-images-idx3-ubyte.gz"
+    assert found["train_labels"] == complete / "train-labels-idx1-ubyte.gz"
+
+
+def test_a_stray_mnist_file_is_not_paired_with_fashion_mnist_labels(
+    shared_mnist_dir: Path, system_fashion_mnist_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copy(shared_mnist_dir / "train-images-idx3-ubyte.gz", tmp_path)
+    found = locate_files(FASHION_MNIST, tmp_path, download=False)
+    assert found["train_images"] == system_fashion_mnist_dir / "train-images-idx3-ubyte.gz"
+    assert found["train_labels"] == system_fashion_mnist_dir / "train-labels-idx1-ubyte.gz"
+
+
+def test_a_pair_split_across_folders_is_missing_without_download(tiny_mnist_dir: Path) -> None:
+    labels = tiny_mnist_dir / "train-labels-idx1-ubyte.gz"
+    (tiny_mnist_dir / "MNIST" / "raw").mkdir(parents=True)
+    labels.rename(tiny_mnist_dir / "MNIST" / "raw" / labels.name)
+    with pytest.raises(FileNotFoundError) as info:
+        locate_files(MNIST, tiny_mnist_dir, download=False)
+    first_line = str(info.value).splitlines()[0]
+    assert "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz" in first_line
+    assert "together in one folder" in first_line and "t10k" not in first_line
 
 
 def test_fashion_mnist_is_found_in_the_debian_folder(

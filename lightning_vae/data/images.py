@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 """Part of every cache key: bump it when `load_image` changes what it returns for a file."""
 
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
@@ -122,8 +122,14 @@ def _convert_channels(image: Image.Image, channels: int, where: str) -> Image.Im
         )
     if image.mode == "I" or image.mode.startswith("I;16"):
         # Pillow's own conversion clips 16-bit values at 255; scale 0..65535 onto 0..255.
+        # A tRNS grey value (in the file's 16-bit units) becomes an alpha channel, as Pillow
+        # does for 8-bit grey, so those pixels are composited over black below.
         wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
-        image = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+        grey = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+        if image.info.get("transparency") is not None:
+            opaque = (wide != image.info["transparency"]).astype(np.uint8) * 255
+            grey = Image.merge("LA", (grey, Image.fromarray(opaque)))
+        image = grey
     if (image.mode in _ALPHA_MODES or "transparency" in image.info
             or (image.mode == "P" and image.palette.mode == "RGBA")):
         rgba = image.convert("RGBA")

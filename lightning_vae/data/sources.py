@@ -6,7 +6,8 @@ recognise before downloading: in ``data_dir``, in torchvision's layout ``data_di
 same two under ``$LIGHTNING_VAE_DATA``, and system folders such as Debian's
 ``/usr/share/datasets/fashion-mnist``. A file is recognised by its IDX header and uncompressed size
 (:func:`~lightning_vae.data.idx.idx_mismatch`), gzipped or not, never by the ``.gz`` hash:
-recompressed copies hold identical IDX bytes under a different MD5.
+recompressed copies hold identical IDX bytes under a different MD5. A split's images and labels
+are always taken from the same folder, so one copy's images never get another copy's labels.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from lightning_vae.data.idx import idx_mismatch
 
 DATA_ENV = "LIGHTNING_VAE_DATA"
 SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+PAIRS = (("train_images", "train_labels"), ("test_images", "test_labels"))
+"""Files taken together from one folder, so images are never paired with another copy's labels."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,17 @@ def _find(spec_file: IDXFile, dirs: list[Path], rejected: list[str]) -> Path | N
     return None
 
 
+def _find_pair(
+    spec: IDXDatasetSpec, keys: tuple[str, ...], dirs: list[Path], rejected: list[str]
+) -> dict[str, Path] | None:
+    """The files ``keys`` from the first folder in ``dirs`` that holds all of them usable."""
+    for folder in dirs:
+        found = {key: _find(spec.files[key], [folder], rejected) for key in keys}
+        if all(found.values()):
+            return found
+    return None
+
+
 def locate_files(
     spec: IDXDatasetSpec,
     data_dir: str | Path,
@@ -133,13 +147,17 @@ def locate_files(
 ) -> dict[str, Path]:
     """Paths of the spec's files keyed by ``SPLIT_FILES``, reusing copies on disk.
 
-    Missing files are downloaded into ``data_dir/<Name>/raw`` when ``download`` is True (checked
+    Each image file is taken from the folder its label file is taken from (the first folder
+    holding both, usable), so the two always come from one copy of the data. Missing files are
+    downloaded into ``data_dir/<Name>/raw`` when ``download`` is True (checked
     against the canonical MD5s); otherwise no network is touched and a FileNotFoundError says
     where we looked and how to get the data.
     """
     dirs = search_dirs(spec, data_dir)
     rejected: list[str] = []
-    found = {key: _find(f, dirs, rejected) for key, f in spec.files.items()}
+    found: dict[str, Path | None] = dict.fromkeys(spec.files)
+    for keys in PAIRS:
+        found.update(_find_pair(spec, keys, dirs, rejected) or {})
     missing = [key for key, path in found.items() if path is None]
     if missing and download:
         target = download_dir(spec, data_dir)
@@ -158,7 +176,8 @@ def locate_files(
         if spec.install_hint:
             how.insert(1, f"or {spec.install_hint}")
         raise FileNotFoundError(
-            f"{spec.name}: {names} not found (download=False). Looked in:\n{looked}{bad}\n"
+            f"{spec.name}: {names} not found together in one folder (download=False). "
+            f"Looked in:\n{looked}{bad}\n"
             f"To get the data: " + "; ".join(how) + "."
         )
     return {key: path for key, path in found.items() if path is not None}
