@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
@@ -196,7 +197,8 @@ class VAE(pl.LightningModule, VAEHubMixin):
 
     def likelihood(self, z: Tensor) -> Any:
         """p(x|z): a distribution over images with ``log_prob`` and ``mean``."""
-        return self.likelihood_head(self.decoder(z))
+        # The posterior is float32 even for float16/bfloat16 weights: feed the decoder its dtype.
+        return self.likelihood_head(self.decoder(z.to(self.dtype)))
 
     def decode(self, z: Tensor) -> Tensor:
         """The expected image under p(x|z), in [0, 1]."""
@@ -246,6 +248,7 @@ class VAE(pl.LightningModule, VAEHubMixin):
     def teardown(self, stage: str) -> None:
         if stage == "fit":
             self._graphed_pass = None  # frees the graph's memory; the next fit captures anew
+            self._weights_step = self.global_step  # what the weights are now trained to
 
     def _seed_noise(self, stream: str, *position: int) -> None:
         """Seed the model's device's generator, which draws ε (and the IW samples), from (run
@@ -267,6 +270,18 @@ class VAE(pl.LightningModule, VAEHubMixin):
     def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._seed_noise("test", dataloader_idx, batch_idx)
 
+    def on_validation_start(self) -> None:
+        # Off CUDA, evaluation reseeds the CPU's global generator, which also draws the shuffle
+        # of every DataLoader: hand its state back afterwards, or each epoch after a validation
+        # would start from the same state and repeat the previous epoch's order. (On CUDA only
+        # the GPU's generator is reseeded, and training reseeds it at every step anyway.)
+        self._cpu_generator_state = torch.get_rng_state()
+
+    def on_validation_end(self) -> None:
+        torch.set_rng_state(self._cpu_generator_state)
+
+    on_test_start, on_test_end = on_validation_start, on_validation_end
+
     # --- training --------------------------------------------------------------------------
 
     def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
@@ -282,12 +297,16 @@ class VAE(pl.LightningModule, VAEHubMixin):
         return {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), **weights}
 
     def _schedule_step(self) -> int:
-        """Where the β schedule stands: the trainer's step while fitting; for a separate
-        validate/test run (whose step counter starts at 0), the step the checkpoint was saved at."""
-        return max(self.global_step, getattr(self, "_checkpoint_step", 0))
+        """Where the β schedule stands: the trainer's step while fitting (also for weights loaded
+        from a checkpoint, whose new fit starts at its own step 0 unless it resumes); otherwise
+        the step the weights were trained to: the checkpoint's for a validate/test run (whose
+        step counter starts at 0), the end of the last fit for a model evaluated after one."""
+        if self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING:
+            return self.global_step
+        return getattr(self, "_weights_step", self.global_step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._checkpoint_step = checkpoint.get("global_step", 0)
+        self._weights_step = checkpoint.get("global_step", 0)
 
     def _training_terms(self, x: Tensor) -> dict[str, Tensor]:
         """:meth:`elbo` of a training batch, compiled when ``compile_mode`` is set."""

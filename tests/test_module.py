@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 import pytorch_lightning as pl
@@ -186,3 +187,76 @@ def test_testing_a_checkpoint_weights_the_kl_with_the_beta_it_was_saved_at(tmp_p
     fresh = VAE(**model.hparams)
     (result,) = tester.test(fresh, loader, ckpt_path=checkpoint, verbose=False)
     assert result["test/beta"] == pytest.approx(0.2)  # step 20 of a 100-step warm-up
+
+
+class RecordOrder(pl.Callback):
+    """The example indices of every training batch, by epoch."""
+
+    def __init__(self) -> None:
+        self.orders: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.orders.setdefault(trainer.current_epoch, []).extend(batch[1].tolist())
+
+
+def test_validation_leaves_a_shuffled_training_loader_a_new_order_every_epoch():
+    """Validation seeds its sampling noise from the batch position; on the CPU that generator
+    also shuffles DataLoaders, so validation must hand its state back, or every epoch after the
+    first would see the data in the same order."""
+    pl.seed_everything(0)
+    images = tiny_images(64)
+    train = DataLoader(TensorDataset(images, torch.arange(64)), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(images[:32]), batch_size=16)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp",
+                arch_options={"hidden_dims": [8]}, iw_samples=0)
+    record = RecordOrder()
+    trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[record])
+    trainer.fit(model, train, val)
+    orders = [tuple(record.orders[epoch]) for epoch in range(4)]
+    assert all(sorted(order) == list(range(64)) for order in orders)
+    assert len(set(orders)) == 4
+
+
+def test_fitting_a_model_loaded_from_a_checkpoint_restarts_the_schedule_at_its_step_0(
+        tmp_path):
+    """A new fit's β follows its own trainer's global_step, not the step of the checkpoint the
+    weights came from; evaluating afterwards weights the KL with the β the fit ended at."""
+    model, _ = fit_tiny(tmp_path / "first", steps=40,
+                        beta_schedule={"name": "linear", "steps": 100})
+    checkpoint = tmp_path / "first.ckpt"
+    model.trainer.save_checkpoint(checkpoint)
+    tuned = VAE.load_from_checkpoint(checkpoint)
+    logger = CSVLogger(tmp_path / "tuned")
+    trainer = pl.Trainer(max_steps=3, logger=logger, log_every_n_steps=1,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    loader = DataLoader(TensorDataset(tiny_images()), batch_size=16)
+    trainer.fit(tuned, loader)
+    betas = [float(r["train/beta"]) for r in read_csv_metrics(logger) if r.get("train/beta")]
+    assert betas == pytest.approx([0.0, 0.01, 0.02])
+    tester = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu")
+    (result,) = tester.validate(tuned, loader, verbose=False)
+    assert result["val/beta"] == pytest.approx(0.03)  # the fit ended after step 3
+
+
+def test_a_model_in_bfloat16_trains_validates_and_reconstructs():
+    """With the weights themselves in bfloat16 (``--trainer.precision bf16-true``), the latents
+    the float32 posterior draws are fed to the bfloat16 decoder in its dtype."""
+    images = tiny_images(32)
+    loader = DataLoader(TensorDataset(images), batch_size=16)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp",
+                arch_options={"hidden_dims": [8]}, iw_samples=4)
+    trainer = pl.Trainer(max_steps=2, precision="bf16-true", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, loader, loader)
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    assert model.dtype == torch.bfloat16
+    assert all(math.isfinite(value) for value in metrics.values())
+    assert metrics["val/elbo"] == pytest.approx(-(metrics["val/recon"] + metrics["val/kl"]),
+                                                rel=1e-2)
+    (result,) = trainer.test(model, loader, verbose=False)
+    assert 0 < result["test/nll_iw"] < -metrics["val/elbo"] + 5
+    assert model.reconstruct(images[:3]).dtype == torch.bfloat16
