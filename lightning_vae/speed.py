@@ -148,9 +148,24 @@ def step_values_read(trainer: pl.Trainer, batch_idx: int) -> bool:
     costs 0.6–0.9 ms of Python on the CPU (Lightning moves its whole result record to the
     value's device at every call): six terms at every step were some 6 % of a CPU training
     step of the default model. Between those steps, ``callback_metrics`` keeps the last values
-    read. Where Lightning's internals differ from the ones read here, every step counts as read.
+    read, so every step counts as read when a checkpoint callback monitors a value between
+    epochs (:func:`checkpoints_monitor_steps`). Where Lightning's internals differ from the ones
+    read here, every step counts as read.
     """
     connector = getattr(trainer, "_logger_connector", None)
     writes = getattr(connector, "should_update_logs", True)
     last_batch = batch_idx + 1 >= trainer.num_training_batches
-    return bool(writes or last_batch or trainer.fast_dev_run)
+    return bool(writes or last_batch or trainer.fast_dev_run
+                or checkpoints_monitor_steps(trainer))
+
+
+def checkpoints_monitor_steps(trainer: pl.Trainer) -> bool:
+    """Whether a ``ModelCheckpoint`` compares a monitored value after training steps
+    (``every_n_train_steps`` or ``train_time_interval``), reading ``callback_metrics`` at steps
+    the loggers may not write."""
+    return any(
+        getattr(checkpoint, "monitor", None) is not None
+        and (getattr(checkpoint, "_every_n_train_steps", 1)
+             or getattr(checkpoint, "_train_time_interval", None) is not None)
+        for checkpoint in trainer.checkpoint_callbacks
+    )

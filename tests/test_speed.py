@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -260,6 +260,29 @@ def test_step_values_are_read_at_logger_writes_and_at_the_end_of_each_epoch():
     epoch_0 = [False, False, False, True, True]  # global step 3 (every 4th); last batch
     epoch_1 = [False, False, True, False, True]  # global step 7; last batch
     assert seen == [*epoch_0, *epoch_1]
+
+
+def test_a_checkpoint_monitoring_the_training_loss_every_n_steps_reads_that_steps_loss(
+        tmp_path):
+    """Logging only at the steps loggers write must not hand a step-wise ModelCheckpoint the
+    value of an older step: the best checkpoint's score is the lowest loss of its steps."""
+    losses = {}
+
+    class RecordLoss(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            losses[trainer.global_step] = outputs["loss"].item()
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="train/loss", mode="min",
+                                 every_n_train_steps=2, save_top_k=1)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_steps=9, log_every_n_steps=50, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[RecordLoss(), checkpoint])
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(160)), batch_size=16))
+    scores = {step: loss for step, loss in losses.items() if step % 2 == 0}
+    best_step = min(scores, key=scores.get)
+    assert checkpoint.best_model_score.item() == pytest.approx(scores[best_step])
+    assert checkpoint.best_model_path.endswith(f"step={best_step}.ckpt")
 
 
 class FailOnGPUSync(pl.Callback):
