@@ -19,7 +19,7 @@ from lightning_vae.hub_mixin import VAEHubMixin
 from lightning_vae.likelihoods import build_likelihood
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
 from lightning_vae.nets import build_architecture
-from lightning_vae.objectives import build_schedule
+from lightning_vae.objectives import build_schedule, is_real
 from lightning_vae.preprocess import (
     ImageInput,
     OutputType,
@@ -144,6 +144,10 @@ class VAE(pl.LightningModule, VAEHubMixin):
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
         check_optimizer(optimizer)
+        if not is_real(lr) or lr <= 0:
+            raise ValueError(f"lr must be a number > 0, got {lr!r}")
+        if not is_real(weight_decay) or weight_decay < 0:
+            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
         check_compile_mode(compile_mode)
         if cuda_graph and uses_cudagraphs(compile_mode):
             modes = [mode for mode in COMPILE_MODES if not uses_cudagraphs(mode)]

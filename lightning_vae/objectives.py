@@ -11,6 +11,7 @@ refilled before each replay (see :mod:`lightning_vae.cuda_graph`).
 """
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,21 @@ class ObjectiveValue:
     capacity: float | None = None
 
 
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a finite real number (not a bool), NumPy's included: what a
+    hand-edited config.json or a command-line override must give for a weight or a rate."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 class ConstantBeta:
     """loss = recon + β·KL with a fixed β (β = 1 is the VAE of Kingma & Welling 2014;
     β > 1 the β-VAE of Higgins et al. 2017)."""
 
     def __init__(self, beta: float) -> None:
-        self.beta_max = beta
+        if not is_real(beta) or beta < 0:
+            raise ValueError(f"beta must be a number >= 0 (1: the plain VAE), got {beta!r}")
+        self.beta_max = float(beta)
 
     def beta(self, step: int) -> float:
         return self.beta_max

@@ -167,6 +167,10 @@ def test_users_can_register_their_own_architecture():
     ({"likelihood": "poisson"}, "unknown likelihood"),
     ({"latent_dim": 0}, "latent_dim"),
     ({"image_shape": (28, 28)}, "image_shape"),
+    ({"beta": None}, r"beta must be a number >= 0 .*got None"),
+    ({"lr": 0}, "lr must be a number > 0, got 0"),
+    ({"lr": "1e-3"}, "lr must be a number > 0, got '1e-3'"),
+    ({"weight_decay": -0.1}, r"weight_decay must be a number >= 0, got -0.1"),
 ])
 def test_bad_configuration_raises_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):

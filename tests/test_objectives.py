@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +57,15 @@ def test_build_schedule_from_name_and_dict():
 def test_bad_schedules_raise_clear_errors(spec, message):
     with pytest.raises(ValueError, match=message):
         build_schedule(1.0, spec)
+
+
+@pytest.mark.parametrize("beta", [None, "1", -0.5, float("nan"), float("inf"), True])
+def test_a_beta_that_is_no_number_at_least_zero_is_refused_naming_it(beta):
+    with pytest.raises(ValueError, match=re.escape(f"beta must be a number >= 0 (1: the plain "
+                                                   f"VAE), got {beta!r}")):
+        build_schedule(beta, {"name": "linear", "steps": 10})
+
+
+def test_beta_may_be_any_real_number_at_least_zero():
+    assert build_schedule(np.float32(4), "constant").beta(0) == 4.0
+    assert build_schedule(0, "constant").beta(0) == 0.0
