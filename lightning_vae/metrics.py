@@ -6,6 +6,7 @@ under DDP the ranks' sums are added before ``compute`` and the result equals the
 value on the same examples (for the sampled NLL, up to Monte Carlo noise).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +114,14 @@ class KLPerDimension(Metric):
 
     def compute(self) -> Tensor:
         return self.total / self.count
+
+    def _wrap_compute(self, compute: Callable[[], Tensor]) -> Callable[[], Tensor]:
+        # torchmetrics squeezes a one-element result to 0-d: keep (latent_dim,) for latent_dim=1,
+        # so that callers can go over the dimensions whatever the latent size.
+        wrapped = super()._wrap_compute(compute)
+
+        @functools.wraps(wrapped)
+        def per_dimension(*args: Any, **kwargs: Any) -> Tensor:
+            return wrapped(*args, **kwargs).reshape(-1)
+
+        return per_dimension

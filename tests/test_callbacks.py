@@ -47,16 +47,17 @@ def bar_images(n: int, seed: int) -> torch.Tensor:
 VAL_IMAGES = bar_images(32, seed=1)
 
 
-def fit(logger, *callbacks: pl.Callback, epochs: int = 2, **trainer_args) -> VAE:
+def fit(logger, *callbacks: pl.Callback, epochs: int = 2, latent_dim: int = LATENT,
+        **trainer_args) -> VAE:
     pl.seed_everything(0)
-    model = VAE(image_shape=(1, SIDE, SIDE), latent_dim=LATENT, arch="mlp",
+    model = VAE(image_shape=(1, SIDE, SIDE), latent_dim=latent_dim, arch="mlp",
                 arch_options={"hidden_dims": [32]}, iw_samples=0)
     train = DataLoader(TensorDataset(bar_images(64, seed=0)), batch_size=16, shuffle=True)
     val = DataLoader(TensorDataset(VAL_IMAGES), batch_size=16)
     trainer = pl.Trainer(max_epochs=epochs, logger=logger, callbacks=list(callbacks),
                          log_every_n_steps=1, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", **trainer_args)
+                         **{"accelerator": "cpu", **trainer_args})
     trainer.fit(model, train, val)
     return model
 
@@ -147,6 +148,28 @@ def test_latent_diagnostics_log_kl_per_dimension_summing_to_the_kl_and_a_chart(t
     charts = sorted((Path(logger.log_dir) / "images/diagnostics/kl_per_dim").glob("*.png"))
     assert len(charts) == 2
     assert Image.open(charts[0]).mode == "RGB"
+
+
+def test_a_single_latent_dimension_gets_its_kl_a_chart_and_a_one_row_traversal(tmp_path):
+    logger = CSVLogger(tmp_path)
+    fit(logger, ImagePanels(**PANEL_OPTIONS), LatentDiagnostics(), epochs=1, latent_dim=1)
+    (row,) = validation_rows(Path(logger.log_dir) / "metrics.csv")
+    assert float(row["val/kl_dim/0"]) == pytest.approx(float(row["val/kl"]), rel=1e-4)
+    assert "val/kl_dim/1" not in row
+    images = Path(logger.log_dir) / "images"
+    assert len(list((images / "diagnostics/kl_per_dim").glob("*.png"))) == 1
+    assert png_sizes(images / "panels")["traversals"] == [grid_size(1, 5)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_latent_diagnostics_run_on_a_gpu(tmp_path):
+    """Their metrics, made in setup, are on the GPU: Lightning gives the module its device
+    there before it moves the weights."""
+    logger = CSVLogger(tmp_path)
+    fit(logger, LatentDiagnostics(), epochs=1, accelerator="cuda", devices=1)
+    (row,) = validation_rows(Path(logger.log_dir) / "metrics.csv")
+    per_dim = [float(row[f"val/kl_dim/{i}"]) for i in range(LATENT)]
+    assert sum(per_dim) == pytest.approx(float(row["val/kl"]), rel=1e-4)
 
 
 def test_options_out_of_range_are_refused_with_their_values():

@@ -132,6 +132,15 @@ def test_kl_per_dimension_averages_over_examples_and_sums_to_the_kl():
     assert metric.compute().sum().item() == pytest.approx(posterior.kl().mean().item(), rel=1e-5)
 
 
+def test_kl_per_dimension_keeps_one_value_per_dimension_for_a_single_latent():
+    """torchmetrics squeezes a one-element result to a 0-d tensor, which cannot be iterated
+    over dimension by dimension; the metric keeps its documented shape (latent_dim,)."""
+    metric = KLPerDimension(latent_dim=1)
+    metric.update(torch.tensor([[1.0], [3.0]]))
+    assert metric.compute().shape == (1,)
+    assert metric.compute().tolist() == [2.0]
+
+
 # --- wired into the VAE: Trainer.test ----------------------------------------------------------
 
 
@@ -185,6 +194,13 @@ def test_trainer_test_reports_the_metrics_of_a_model_with_dead_dimensions():
     assert result["test/mse"] == pytest.approx(mse, rel=1e-5)
     # −log p̂_64(x) is an upper bound on −log p(x) that lies below −ELBO (= test/loss at β = 1)
     assert 0 < result["test/nll_iw"] < result["test/loss"]
+
+
+def test_trainer_test_reports_the_kl_of_a_single_latent_dimension():
+    model = linear_vae(latent_dim=1, arch_options={"dead_dims": 0}, iw_samples=0)
+    result = run_test(model, random_binary_images(16))
+    assert result["test/kl_dim/0"] == pytest.approx(result["test/kl"], rel=1e-5)
+    assert result["test/active_units"] == 1
 
 
 def test_iw_samples_zero_turns_the_importance_weighted_bound_off():
