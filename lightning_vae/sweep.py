@@ -53,6 +53,12 @@ def parse_betas(text: str) -> list[float]:
                          ) from None
     if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
         raise ValueError(f"--beta {text!r}: expected distinct positive numbers such as 0.25,1,4")
+    labels = {}  # runs are filed and named by f"{β:g}": equal labels would share a folder
+    for beta in betas:
+        if (other := labels.setdefault(f"{beta:g}", beta)) != beta:
+            raise ValueError(f"--beta {text!r}: {other!r} and {beta!r} would share the run "
+                             f"folder {run_folder(Path(), beta)}; give β values that differ "
+                             "in their first 6 significant digits")
     return betas
 
 

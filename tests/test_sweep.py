@@ -42,6 +42,14 @@ def test_betas_are_parsed_from_a_comma_separated_list():
             parse_betas(bad)
 
 
+def test_betas_that_would_share_a_run_folder_are_refused():
+    """Runs are filed, named and summarised by β to 6 significant digits (beta_0.1): two
+    values equal to that precision would write one folder and report one run twice."""
+    with pytest.raises(ValueError, match=r"0\.1 and 0\.1000001 .*beta_0\.1"):
+        parse_betas("0.1,0.1000001")
+    assert parse_betas("0.1,0.10001") == [0.1, 0.10001]
+
+
 def test_fit_command_sets_beta_and_a_csv_logger_after_the_users_arguments(tmp_path):
     command = fit_command([RECIPE], 0.25, tmp_path / "beta_0.25", ["--trainer.max_epochs", "2"])
     assert command[:4] == [sys.executable, "-m", "lightning_vae.cli", "fit"]
