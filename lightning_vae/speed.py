@@ -29,6 +29,7 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch import Tensor
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -148,24 +149,40 @@ def step_values_read(trainer: pl.Trainer, batch_idx: int) -> bool:
     costs 0.6–0.9 ms of Python on the CPU (Lightning moves its whole result record to the
     value's device at every call): six terms at every step were some 6 % of a CPU training
     step of the default model. Between those steps, ``callback_metrics`` keeps the last values
-    read, so every step counts as read when a checkpoint callback monitors a value between
-    epochs (:func:`checkpoints_monitor_steps`). Where Lightning's internals differ from the ones
-    read here, every step counts as read.
+    read, so the run's last step (``max_steps``, which can end it mid-epoch) counts as read, and
+    every step does where a callback reads those values at other steps:
+    :func:`monitors_read_mid_epoch`, and a ``max_time`` Timer, which stops the run (and makes
+    Lightning write the loggers) after whichever step runs out of time. Where Lightning's
+    internals differ from the ones read here, every step counts as read.
     """
     connector = getattr(trainer, "_logger_connector", None)
     writes = getattr(connector, "should_update_logs", True)
     last_batch = batch_idx + 1 >= trainer.num_training_batches
-    return bool(writes or last_batch or trainer.fast_dev_run
-                or checkpoints_monitor_steps(trainer))
+    # With cuda_graph the optimizer has stepped already: the step before the last counts too.
+    last_step = 0 <= trainer.max_steps <= trainer.global_step + 1
+    return bool(writes or last_batch or last_step or trainer.fast_dev_run
+                or monitors_read_mid_epoch(trainer) or stops_on_time(trainer))
 
 
-def checkpoints_monitor_steps(trainer: pl.Trainer) -> bool:
-    """Whether a ``ModelCheckpoint`` compares a monitored value after training steps
-    (``every_n_train_steps`` or ``train_time_interval``), reading ``callback_metrics`` at steps
-    the loggers may not write."""
-    return any(
+def monitors_read_mid_epoch(trainer: pl.Trainer) -> bool:
+    """Whether a ``ModelCheckpoint`` or ``EarlyStopping`` compares a monitored value in
+    ``callback_metrics`` at steps the loggers may not write: a checkpoint after training steps
+    (``every_n_train_steps`` or ``train_time_interval``), either of them after a validation
+    that runs within an epoch (``val_check_interval`` shorter than an epoch, or time-based)."""
+    validates_mid_epoch = (trainer.check_val_every_n_epoch is None
+                           or trainer.val_check_batch is None  # time-based
+                           or trainer.val_check_batch < trainer.num_training_batches)
+    checkpoints = any(
         getattr(checkpoint, "monitor", None) is not None
-        and (getattr(checkpoint, "_every_n_train_steps", 1)
+        and (validates_mid_epoch
+             or getattr(checkpoint, "_every_n_train_steps", 1)
              or getattr(checkpoint, "_train_time_interval", None) is not None)
         for checkpoint in trainer.checkpoint_callbacks
     )
+    return checkpoints or (validates_mid_epoch and bool(trainer.early_stopping_callbacks))
+
+
+def stops_on_time(trainer: pl.Trainer) -> bool:
+    """Whether a ``Timer`` (``trainer.max_time``) may stop the run after any training step."""
+    return any(isinstance(callback, Timer) and callback._duration is not None
+               and callback._interval != "epoch" for callback in trainer.callbacks)

@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, Timer, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -223,14 +223,15 @@ class LogsEveryStep(VAE):
         return means["loss"]
 
 
-def logged_training_rows(model_class: type[VAE], root: Path) -> tuple[list[dict], dict]:
-    """CSV rows of the training terms and the final callback metrics of 2 epochs of 5 steps,
-    written every 3 steps."""
+def logged_training_rows(model_class: type[VAE], root: Path, **trainer_options
+                         ) -> tuple[list[dict], dict]:
+    """CSV rows of the training terms and the final callback metrics of 2 epochs of 5 steps
+    (unless ``trainer_options`` end the run sooner), written every 3 steps."""
     pl.seed_everything(0)
     model = model_class(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
-    trainer = pl.Trainer(max_epochs=2, log_every_n_steps=3, logger=CSVLogger(root),
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
+    trainer = pl.Trainer(**{"max_epochs": 2, **trainer_options}, log_every_n_steps=3,
+                         logger=CSVLogger(root), enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(40)), batch_size=8))
     rows = list(csv.DictReader((root / "lightning_logs/version_0/metrics.csv").open()))
     return rows, {k: v.item() for k, v in trainer.callback_metrics.items()}
@@ -243,6 +244,37 @@ def test_skipping_unread_step_values_leaves_the_logs_and_callback_metrics_unchan
     assert rows == reference_rows
     assert final == reference_final
     assert {"train/loss", "train/recon", "train/kl", "train/elbo", "train/beta"} <= final.keys()
+
+
+class TimesOutAtStep(Timer):
+    """``max_time`` as Lightning applies it (a ``Timer`` that sets ``trainer.should_stop`` after
+    a training step), with the time running out at global step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(duration={"hours": 1})
+        self.step, self.steps_done = step, 0
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        self.steps_done = trainer.global_step
+        super().on_train_batch_end(trainer, *args, **kwargs)
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        return 3600.0 if self.steps_done >= self.step else 0.0
+
+
+@pytest.mark.parametrize("ending", ["max_steps", "max_time"])
+def test_a_run_ending_mid_epoch_logs_and_keeps_the_values_of_its_last_step(tmp_path, ending):
+    """``max_steps`` 7 ends the run at the second step of the second epoch, ``max_time`` at
+    step 4, which makes Lightning write the loggers then; neither is a step that
+    ``log_every_n_steps`` writes, nor an epoch's last."""
+    def end() -> dict:  # a fresh Timer for each run
+        return {"max_steps": 7} if ending == "max_steps" else {"callbacks": [TimesOutAtStep(4)]}
+
+    rows, final = logged_training_rows(VAE, tmp_path / "skips", **end())
+    reference_rows, reference_final = logged_training_rows(LogsEveryStep, tmp_path / "every",
+                                                           **end())
+    assert rows == reference_rows
+    assert final == reference_final
 
 
 def test_step_values_are_read_at_logger_writes_and_at_the_end_of_each_epoch():
@@ -283,6 +315,32 @@ def test_a_checkpoint_monitoring_the_training_loss_every_n_steps_reads_that_step
     best_step = min(scores, key=scores.get)
     assert checkpoint.best_model_score.item() == pytest.approx(scores[best_step])
     assert checkpoint.best_model_path.endswith(f"step={best_step}.ckpt")
+
+
+@pytest.mark.parametrize("monitor_class", [ModelCheckpoint, EarlyStopping])
+def test_a_monitor_of_the_training_loss_at_validations_within_an_epoch_reads_that_steps_loss(
+        tmp_path, monitor_class):
+    """Validation every 3 steps of 10, loggers written every 50: the monitor compares the loss
+    of the step before each validation (and finds one at the first)."""
+    losses = {}
+
+    class RecordLoss(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            losses[trainer.global_step] = outputs["loss"].item()
+
+    options = {"dirpath": tmp_path, "save_top_k": 1} if monitor_class is ModelCheckpoint else {}
+    monitor = monitor_class(monitor="train/loss", mode="min", **options)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    data = DataLoader(TensorDataset(tiny_bars(160)), batch_size=16)
+    trainer = pl.Trainer(max_epochs=1, val_check_interval=3, limit_val_batches=1,
+                         num_sanity_val_steps=0, log_every_n_steps=50, logger=False,
+                         enable_checkpointing=monitor_class is ModelCheckpoint,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[RecordLoss(), monitor])
+    trainer.fit(model, data, data)
+    best = min(losses[step] for step in (3, 6, 9))
+    score = monitor.best_model_score if monitor_class is ModelCheckpoint else monitor.best_score
+    assert score.item() == pytest.approx(best)
 
 
 class FailOnGPUSync(pl.Callback):
