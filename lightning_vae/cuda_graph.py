@@ -25,7 +25,9 @@ eager pass would make. Off CUDA every pass runs eagerly, with the same gradients
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,7 +37,8 @@ TrainingPass = Callable[[Tensor], dict[str, Tensor]]
 
 class GraphedTrainingPass:
     """``training_pass(x)`` (a dict of tensors holding ``"loss"``) and ``loss.backward()``,
-    replayed from a CUDA graph after ``warmup_steps`` eager calls.
+    replayed from a CUDA graph after ``warmup_steps`` eager calls (and then as many more as it
+    takes for two calls in a row to have batches of one shape: that shape is captured).
 
     Calling it leaves the gradients of ``parameters`` in their ``.grad`` and returns the
     pass's outputs, detached. After the capture those are the graph's own tensors, which the
@@ -50,6 +53,7 @@ class GraphedTrainingPass:
         self.training_pass = training_pass
         self.parameters = [p for p in parameters if p.requires_grad]
         self.warmup_left = warmup_steps
+        self.warmed_shape: tuple[torch.Size, torch.dtype] | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: Tensor | None = None
         self.static_outputs: dict[str, Tensor] = {}
@@ -63,8 +67,12 @@ class GraphedTrainingPass:
         if x.device.type != "cuda":
             return self._eager(x)
         if self.graph is None:
-            if self.warmup_left > 0:
-                self.warmup_left -= 1
+            # Capture a batch of the shape the last warm-up ran, never a lone last partial
+            # batch (which would leave every full batch after it eager).
+            shape = (x.shape, x.dtype)
+            if self.warmup_left > 0 or shape != self.warmed_shape:
+                self.warmup_left = max(self.warmup_left - 1, 0)
+                self.warmed_shape = shape
                 return self._warm_up(x)
             return self._capture(x)
         self._restore_gradients()
@@ -123,3 +131,27 @@ class GraphedTrainingPass:
             if parameter.grad is not None:
                 parameter.grad.zero_()
         return self._forward_backward(x)
+
+
+AUTOMATIC_STEPS = "epoch_loop.automatic_optimization.optim_progress"
+MANUAL_STEPS = "epoch_loop.manual_optimization.optim_step_progress"
+
+
+def carry_optimizer_steps(checkpoint: dict[str, Any], automatic: bool) -> None:
+    """Let a run resume at its step when ``cuda_graph`` changed since the checkpoint.
+
+    Lightning counts ``global_step`` in the loop of the optimization in use (automatic, or the
+    manual one a graphed run uses) and restores only that loop's count, so a graphed run resumed
+    without the graph (on several GPUs, say), or the other way round, would restart at step 0:
+    the β schedule and the per-step noise seeds with it. Copies the other loop's count into the
+    one this run uses, in ``checkpoint`` (before Lightning restores its loops from it).
+    """
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    if AUTOMATIC_STEPS not in fit_loop or MANUAL_STEPS not in fit_loop:
+        return
+    automatic_steps = fit_loop[AUTOMATIC_STEPS]["optimizer"]["step"]
+    manual_steps = fit_loop[MANUAL_STEPS]
+    if automatic and not automatic_steps["total"]["completed"]:
+        fit_loop[AUTOMATIC_STEPS]["optimizer"]["step"] = copy.deepcopy(manual_steps)
+    elif not automatic and not manual_steps["total"]["completed"]:
+        fit_loop[MANUAL_STEPS] = copy.deepcopy(automatic_steps)

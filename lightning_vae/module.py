@@ -12,7 +12,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 
-from lightning_vae.cuda_graph import GraphedTrainingPass
+from lightning_vae.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
 from lightning_vae.data.device_loader import noise_seed
 from lightning_vae.distributions import DiagonalGaussian
 from lightning_vae.hub_mixin import VAEHubMixin
@@ -311,6 +311,7 @@ class VAE(pl.LightningModule, VAEHubMixin):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._weights_step = checkpoint.get("global_step", 0)
+        carry_optimizer_steps(checkpoint, automatic=self.automatic_optimization)
 
     def _training_terms(self, x: Tensor) -> dict[str, Tensor]:
         """:meth:`elbo` of a training batch, compiled when ``compile_mode`` is set."""

@@ -49,14 +49,14 @@ class RecordSteps(pl.Callback):
         self.replayed.append(graphed is not None and graphed.captured)
 
 
-def fit(model: VAE, loader, accelerator: str = "cpu", steps: int = 12, **trainer_options
-        ) -> RecordSteps:
+def fit(model: VAE, loader, accelerator: str = "cpu", steps: int = 12,
+        ckpt_path: str | None = None, **trainer_options) -> RecordSteps:
     record = RecordSteps()
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          accelerator=accelerator, devices=1, log_every_n_steps=1,
                          callbacks=[record], **trainer_options)
-    trainer.fit(model, loader)
+    trainer.fit(model, loader, ckpt_path=ckpt_path)
     return record
 
 
@@ -112,23 +112,24 @@ def test_with_cuda_graph_the_model_trains_exactly_as_with_automatic_optimization
         assert torch.equal(a, b), name
 
 
-def test_a_graphed_run_saves_a_checkpoint_that_resumes_with_automatic_optimization(tmp_path):
+@pytest.mark.parametrize("saved_graphed, resumed_graphed", [
+    (True, False), (False, True), (True, True), (False, False)])
+@pytest.mark.filterwarnings("ignore:model.cuda_graph=True needs a CUDA device")
+def test_a_checkpoint_resumes_at_its_step_with_or_without_the_graph(
+        tmp_path, saved_graphed, resumed_graphed):
+    """Four steps saved, resumed to eight: four more steps, the β warm-up going on from 0.4."""
     loader = DataLoader(TensorDataset(random_images(64)), batch_size=16)
     pl.seed_everything(0)
-    model = tiny_model(cuda_graph=True)
     trainer = pl.Trainer(max_steps=4, logger=False, default_root_dir=tmp_path,
                          enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu")
-    with pytest.warns(UserWarning, match="needs a CUDA device"):
-        trainer.fit(model, loader)
+    trainer.fit(tiny_model(cuda_graph=saved_graphed), loader)
     checkpoint = str(tmp_path / "checkpoints" / "epoch=0-step=4.ckpt")
-    resumed = tiny_model(cuda_graph=False)
-    trainer = pl.Trainer(max_steps=8, logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False,
-                         accelerator="cpu")
-    trainer.fit(resumed, loader, ckpt_path=checkpoint)
-    assert trainer.global_step == 8
-    assert resumed.automatic_optimization
+    resumed = tiny_model(cuda_graph=resumed_graphed)
+    record = fit(resumed, loader, steps=8, ckpt_path=checkpoint)
+    assert record.steps == [5, 6, 7, 8]
+    assert record.betas == pytest.approx([0.4, 0.5, 0.6, 0.7])
+    assert resumed.automatic_optimization is not resumed_graphed
 
 
 @pytest.mark.parametrize("trainer_options, message", [
@@ -190,6 +191,32 @@ def test_a_last_partial_batch_runs_eagerly_beside_the_graph():
     assert record.steps == list(range(1, 25))
     assert record.replayed[:7] == [False] * 3 + [True] * 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+class CapturedBatchSize(pl.Callback):
+    """The batch size the graph was captured on, read before teardown drops the graph."""
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+
+    def on_train_end(self, trainer, module) -> None:
+        graphed = module._graphed_pass
+        self.size = graphed.static_input.shape[0] if graphed.captured else None
+
+
+@CUDA
+def test_a_partial_batch_at_the_capture_step_is_not_captured():
+    """Three batches of 16 and one of 8 per epoch: the fourth step, where the capture falls
+    after three warm-ups, is the partial batch (as after a mid-epoch resume four steps before
+    an epoch's end). Captured on it, the graph would replay only the partial batches and
+    every full batch would run eagerly. (Written without a GPU: first run it on one.)"""
+    pl.seed_everything(0)
+    captured = CapturedBatchSize()
+    trainer = pl.Trainer(max_steps=12, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="gpu", devices=1, callbacks=[captured])
+    trainer.fit(tiny_model(cuda_graph=True), gpu_loader(56, 16, drop_last=False))
+    assert captured.size == 16
 
 
 @CUDA
