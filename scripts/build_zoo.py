@@ -34,6 +34,10 @@ from lightning_vae.zoo import CARD_FILE, ZOO, ZOO_ROOT, ZooModel
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "lightning-vae"
+QUICK_TRIAL = ("--trainer.max_epochs 1 --trainer.limit_train_batches 20 "
+               "--trainer.limit_val_batches 2 --trainer.limit_test_batches 2")
+"""``--extra-args`` for a trial of the whole build in seconds (``--trainer.max_steps`` alone
+stops before the first validation, whose ELBO the card states)."""
 
 
 def recipe_data(recipe: str) -> type[IDXDataModule]:
@@ -70,6 +74,9 @@ def run(args: list[str], env: dict[str, str]) -> float:
 def last_metrics(metrics_csv: Path, names: tuple[str, ...]) -> dict[str, float]:
     """The last logged value of each metric in a CSVLogger file."""
     values: dict[str, float] = {}
+    if not metrics_csv.is_file():
+        raise RuntimeError(f"{metrics_csv} was not written: the run logged no {names}; a fit "
+                           "must end an epoch (validation) for the card's numbers")
     with metrics_csv.open() as f:
         for row in csv.DictReader(f):
             values |= {name: float(row[name]) for name in names if row.get(name)}
@@ -191,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zoo-root", type=Path, default=ZOO_ROOT,
                         help="where the finished model folders go (default: the package's zoo)")
     parser.add_argument("--extra-args", default="",
-                        help="more arguments for every fit and test command, for a quick trial: "
-                             "--extra-args='--trainer.max_steps 20'")
+                        help="more arguments for every fit and test command, for a quick trial "
+                             "(whole epochs: the card needs the validation ELBO of the epoch's "
+                             f"end): --extra-args='{QUICK_TRIAL}'")
     args = parser.parse_args(argv)
     dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_mnist_dir}
     models = [model for model in ZOO if not args.only or model.name in args.only]
