@@ -1,10 +1,8 @@
 """The project's own promises about installing, testing and citing it."""
 
-import importlib.util
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -86,22 +84,6 @@ def test_build_backend_and_dev_extra_have_a_setuptools_that_reads_the_license_ex
                          pyproject["project"]["optional-dependencies"]["dev"]):
         specifier = requirement_of(requirements, "setuptools").specifier
         assert not specifier.contains("76.1.0") and specifier.contains("77.0.3")
-
-
-@pytest.mark.slow
-def test_the_zoo_builds_offline_with_its_documented_quick_trial(tmp_path, shared_mnist_dir):
-    """scripts/build_zoo.py --extra-args with the trial its help gives: fit, test, export and a
-    card that states how the model was made."""
-    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
-    build_zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_zoo)
-    build_zoo.main(["--mnist-dir", str(shared_mnist_dir), "--only", "lightning-vae/mnist-vae",
-                    "--work", str(tmp_path / "work"), "--zoo-root", str(tmp_path / "zoo"),
-                    f"--extra-args={build_zoo.QUICK_TRIAL}"])
-    folder = tmp_path / "zoo" / "mnist-vae"
-    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
-    card = (folder / "README.md").read_text()
-    assert "## How this model was made" in card and "--val-elbo -" in card
 
 
 def test_citation_file_is_valid_cff_and_cites_the_vae_papers():
