@@ -294,24 +294,29 @@ def test_step_values_are_read_at_logger_writes_and_at_the_end_of_each_epoch():
     assert seen == [*epoch_0, *epoch_1]
 
 
+class RecordLoss(pl.Callback):
+    """The training loss each step returned, by global step."""
+
+    def __init__(self) -> None:
+        self.losses: dict[int, float] = {}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses[trainer.global_step] = outputs["loss"].item()
+
+
 def test_a_checkpoint_monitoring_the_training_loss_every_n_steps_reads_that_steps_loss(
         tmp_path):
     """Logging only at the steps loggers write must not hand a step-wise ModelCheckpoint the
     value of an older step: the best checkpoint's score is the lowest loss of its steps."""
-    losses = {}
-
-    class RecordLoss(pl.Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            losses[trainer.global_step] = outputs["loss"].item()
-
+    record = RecordLoss()
     checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="train/loss", mode="min",
                                  every_n_train_steps=2, save_top_k=1)
     model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
     trainer = pl.Trainer(max_steps=9, log_every_n_steps=50, logger=False,
                          enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", callbacks=[RecordLoss(), checkpoint])
+                         accelerator="cpu", callbacks=[record, checkpoint])
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(160)), batch_size=16))
-    scores = {step: loss for step, loss in losses.items() if step % 2 == 0}
+    scores = {step: loss for step, loss in record.losses.items() if step % 2 == 0}
     best_step = min(scores, key=scores.get)
     assert checkpoint.best_model_score.item() == pytest.approx(scores[best_step])
     assert checkpoint.best_model_path.endswith(f"step={best_step}.ckpt")
@@ -322,12 +327,7 @@ def test_a_monitor_of_the_training_loss_at_validations_within_an_epoch_reads_tha
         tmp_path, monitor_class):
     """Validation every 3 steps of 10, loggers written every 50: the monitor compares the loss
     of the step before each validation (and finds one at the first)."""
-    losses = {}
-
-    class RecordLoss(pl.Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            losses[trainer.global_step] = outputs["loss"].item()
-
+    record = RecordLoss()
     options = {"dirpath": tmp_path, "save_top_k": 1} if monitor_class is ModelCheckpoint else {}
     monitor = monitor_class(monitor="train/loss", mode="min", **options)
     model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
@@ -336,9 +336,9 @@ def test_a_monitor_of_the_training_loss_at_validations_within_an_epoch_reads_tha
                          num_sanity_val_steps=0, log_every_n_steps=50, logger=False,
                          enable_checkpointing=monitor_class is ModelCheckpoint,
                          enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", callbacks=[RecordLoss(), monitor])
+                         accelerator="cpu", callbacks=[record, monitor])
     trainer.fit(model, data, data)
-    best = min(losses[step] for step in (3, 6, 9))
+    best = min(record.losses[step] for step in (3, 6, 9))
     score = monitor.best_model_score if monitor_class is ModelCheckpoint else monitor.best_score
     assert score.item() == pytest.approx(best)
 
