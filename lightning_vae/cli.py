@@ -1,7 +1,8 @@
 """The ``lightning-vae`` command: LightningCLI's fit/validate/test/predict, plus package verbs.
 
-``lightning-vae fit --config recipes/mnist_vae.yaml`` trains the default model. Verbs that are not
-Lightning subcommands (``export``, ``push``, ...) are dispatched to their modules before
+``lightning-vae fit --config recipes/mnist_vae.yaml`` trains the default model (``recipes/...``
+is found in the current folder, else among the recipes installed with the package). Verbs that
+are not Lightning subcommands (``export``, ``push``, ...) are dispatched to their modules before
 LightningCLI parses anything, so each keeps its own small argument parser.
 """
 
@@ -19,10 +20,12 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_vae.module import VAE
+from lightning_vae.recipe_files import resolve_config_arguments
 
 VERBS: dict[str, str] = {
     "export": "lightning_vae.hub:export_main",
     "push": "lightning_vae.hub:push_main",
+    "recipes": "lightning_vae.recipe_files:main",
     "reconstruct": "lightning_vae.use_cli:reconstruct_main",
     "sample": "lightning_vae.use_cli:sample_main",
     "sweep": "lightning_vae.sweep:main",
@@ -154,8 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in VERBS:
         _verb(argv[0])(argv[1:])
-    else:
-        run_lightning(expand_wandb_flag(argv))
+        return
+    try:
+        argv = resolve_config_arguments(argv)
+    except FileNotFoundError as error:
+        sys.exit(f"lightning-vae: error: {error}")
+    run_lightning(expand_wandb_flag(argv))
 
 
 def expand_wandb_flag(argv: list[str]) -> list[str]:

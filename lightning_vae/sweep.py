@@ -85,7 +85,9 @@ def fit_command(configs: Sequence[str], beta: float, folder: Path, fit_args: Seq
 def read_final_metrics(metrics_csv: Path) -> dict[str, float]:
     """The last logged value of each of :data:`SUMMARY_METRICS` in a CSVLogger's metrics.csv."""
     if not metrics_csv.is_file():
-        raise FileNotFoundError(f"{metrics_csv} is missing: the run wrote no CSV log")
+        raise FileNotFoundError(
+            f"{metrics_csv} is missing: the run wrote no CSV log (--trainer.fast_dev_run turns "
+            "every logger off; for a short run use --trainer.limit_train_batches)")
     final: dict[str, float] = {}
     with metrics_csv.open(newline="") as file:
         for row in csv.DictReader(file):

@@ -81,7 +81,7 @@ def test_a_log_without_validation_says_why_and_how_to_fix_it(tmp_path):
     metrics_csv = csv_log(tmp_path, [(0, {"train/loss": 200.0})])
     with pytest.raises(ValueError, match=r"validation never ran.*limit_train_batches"):
         read_final_metrics(metrics_csv)
-    with pytest.raises(FileNotFoundError, match="no CSV log"):
+    with pytest.raises(FileNotFoundError, match=r"no CSV log.*fast_dev_run.*limit_train_batches"):
         read_final_metrics(tmp_path / "missing" / "metrics.csv")
 
 

@@ -338,11 +338,11 @@ def test_zoo_model_matches_its_card_on_a_random_test_subset(model, request):
 
 
 def repository_files() -> list[str]:
-    """The files a clone of the repository holds: tracked, or new and not ignored."""
+    """The files and links a clone of the repository holds: tracked, or new and not ignored."""
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                               "--exclude-standard"], cwd=ROOT, capture_output=True, check=True)
     return [name for name in listing.stdout.decode().split("\0")
-            if name and (ROOT / name).is_file()]
+            if name and ((ROOT / name).is_file() or (ROOT / name).is_symlink())]
 
 
 LOAD_BY_NAME = """
@@ -362,7 +362,7 @@ def test_a_wheel_of_the_repository_holds_the_zoo_and_loads_it_offline_in_a_fresh
     source = tmp_path / "source"
     for name in repository_files():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, source / name)
+        shutil.copy2(ROOT / name, source / name, follow_symlinks=False)
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
                     str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
     [wheel] = (tmp_path / "dist").glob("*.whl")
@@ -371,6 +371,8 @@ def test_a_wheel_of_the_repository_holds_the_zoo_and_loads_it_offline_in_a_fresh
         names = set(archive.namelist())
     for model in ZOO:
         assert {f"lightning_vae/zoo_models/{model.folder.name}/{f}" for f in MODEL_FILES} <= names
+    recipes = [path.relative_to(ROOT).as_posix() for path in (ROOT / "recipes").rglob("*.yaml")]
+    assert {f"lightning_vae/{recipe}" for recipe in recipes} <= names
 
     # A fresh venv holding only the wheel; its dependencies come from this environment's
     # site-packages through a .pth file (whose own .pth files, among them the editable
@@ -397,3 +399,14 @@ def test_a_wheel_of_the_repository_holds_the_zoo_and_loads_it_offline_in_a_fresh
     listing = subprocess.run([fresh / "bin" / "lightning-vae", "zoo"], cwd=elsewhere, env=env,
                              capture_output=True, text=True, check=True).stdout
     assert all(name in listing for name in names)
+
+    # The recipes too: `--config recipes/...` works in a folder without them.
+    sweep = subprocess.run([fresh / "bin" / "lightning-vae", "recipes", "--path",
+                            "sweeps/beta.yaml"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert sweep == f"{purelib}/lightning_vae/recipes/sweeps/beta.yaml"
+    config = subprocess.run([fresh / "bin" / "lightning-vae", "fit", "--config",
+                             "recipes/mnist_vae.yaml", "--config", "recipes/trainer/gpu_fast.yaml",
+                             "--print_config"], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, check=True).stdout
+    assert yaml.safe_load(config)["model"]["cuda_graph"] is True
