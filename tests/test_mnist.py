@@ -122,6 +122,50 @@ def test_a_stray_mnist_file_is_not_paired_with_fashion_mnist_labels(
     assert found["train_labels"] == system_fashion_mnist_dir / "train-labels-idx1-ubyte.gz"
 
 
+def link_data_set(source: Path, folder: Path) -> Path:
+    """``folder`` holding links to the four files of the copy in ``source``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in source.glob("*-ubyte.gz"):
+        (folder / file.name).symlink_to(file)
+    return folder
+
+
+def test_mnist_in_data_dir_is_not_taken_for_fashion_mnist(
+    shared_mnist_dir: Path, system_fashion_mnist_dir: Path, tmp_path: Path
+) -> None:
+    data_dir = link_data_set(shared_mnist_dir, tmp_path / "data")
+    found = locate_files(FASHION_MNIST, data_dir, download=False)
+    assert {path.parent for path in found.values()} == {system_fashion_mnist_dir}
+    data_module = FashionMNISTDataModule(str(data_dir), download=False)
+    data_module.setup("fit")
+    fashion_test_images = read_idx(system_fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")
+    assert torch.equal(data_module.splits["test"][0][:, 0], torch.from_numpy(fashion_test_images))
+
+
+def test_fashion_mnist_in_data_dir_is_not_taken_for_mnist_and_says_why(
+    system_fashion_mnist_dir: Path, tmp_path: Path
+) -> None:
+    data_dir = link_data_set(system_fashion_mnist_dir, tmp_path / "data")
+    with pytest.raises(FileNotFoundError) as error:
+        locate_files(MNIST, data_dir, download=False)
+    message = str(error.value)
+    assert "Files found but not usable" in message
+    for split in ("train", "t10k"):
+        assert (f"{data_dir}/{split}-labels-idx1-ubyte.gz: holds FashionMNIST's "
+                f"{'test' if split == 't10k' else 'train'} labels, not MNIST's") in message
+
+
+def test_a_label_file_whose_stream_is_corrupt_is_passed_over_with_the_reason(
+    tiny_mnist_dir: Path, no_data_env: None
+) -> None:
+    labels = tiny_mnist_dir / "train-labels-idx1-ubyte.gz"
+    data = bytearray(labels.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the header and the trailer's size stay intact
+    labels.write_bytes(bytes(data))
+    with pytest.raises(FileNotFoundError, match=r"train-labels-idx1-ubyte.gz: .*corrupt gzip"):
+        locate_files(MNIST, tiny_mnist_dir, download=False)
+
+
 def test_a_pair_split_across_folders_is_missing_without_download(tiny_mnist_dir: Path) -> None:
     labels = tiny_mnist_dir / "train-labels-idx1-ubyte.gz"
     (tiny_mnist_dir / "MNIST" / "raw").mkdir(parents=True)

@@ -145,6 +145,25 @@ def idx_mismatch(
     return None
 
 
+def read_idx_bytes(path: str | Path) -> bytes:
+    """The uncompressed bytes of an IDX file, gzipped (detected from its content) or not.
+
+    Raises :class:`IDXError` naming the file when the gzip stream is corrupt or truncated.
+    """
+    path = Path(path)
+    try:
+        if is_gzip(path):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except EOFError as err:
+        raise IDXError(path, f"the gzip stream ends early, the download was cut ({err})") from err
+    except (OSError, zlib.error) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise IDXError(path, f"corrupt gzip stream ({err})") from err
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read a whole IDX file (gzip detected from its content) into a native-endian array.
 
@@ -152,18 +171,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     truncated, the magic number is wrong, or the data length differs from the header's shape.
     """
     path = Path(path)
-    try:
-        if is_gzip(path):
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
-    except EOFError as err:
-        raise IDXError(path, f"the gzip stream ends early, the download was cut ({err})") from err
-    except (OSError, zlib.error) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise IDXError(path, f"corrupt gzip stream ({err})") from err
+    data = read_idx_bytes(path)
     header = _parse_header(path, data[:MAX_HEADER_BYTES])
     actual = len(data) - header.header_bytes
     if actual != header.payload_bytes:

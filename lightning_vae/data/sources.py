@@ -8,17 +8,20 @@ same two under ``$LIGHTNING_VAE_DATA``, and system folders such as Debian's
 (:func:`~lightning_vae.data.idx.idx_mismatch`), gzipped or not, never by the ``.gz`` hash:
 recompressed copies hold identical IDX bytes under a different MD5. A split's images and labels
 are always taken from the same folder, so one copy's images never get another copy's labels.
+MNIST and Fashion-MNIST files share names, shapes and sizes, so a label file whose IDX bytes are
+exactly the other data set's is passed over, saying so, and its folder with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_vae.data.download import download_file
-from lightning_vae.data.idx import idx_mismatch
+from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx_bytes
 
 DATA_ENV = "LIGHTNING_VAE_DATA"
 SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -37,6 +40,9 @@ class IDXFile:
     name: str
     md5: str
     shape: tuple[int, ...]
+    idx_md5: str | None = None
+    """MD5 of the canonical file's uncompressed IDX bytes, where it is cheap and tells data sets
+    apart: the label files (60 KB at most), which :func:`locate_files` checks."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,9 @@ class IDXDatasetSpec:
     install_hint: str = ""
 
 
-def _mnist_layout(md5s: tuple[str, str, str, str]) -> dict[str, IDXFile]:
+def _mnist_layout(
+    md5s: tuple[str, str, str, str], label_idx_md5s: tuple[str, str]
+) -> dict[str, IDXFile]:
     names = (
         "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
@@ -58,13 +66,18 @@ def _mnist_layout(md5s: tuple[str, str, str, str]) -> dict[str, IDXFile]:
         "t10k-labels-idx1-ubyte.gz",
     )
     shapes = ((60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
+    idx_md5s = (None, label_idx_md5s[0], None, label_idx_md5s[1])
     return {
-        key: IDXFile(name, md5, shape)
-        for key, name, md5, shape in zip(SPLIT_FILES, names, md5s, shapes, strict=True)
+        key: IDXFile(name, md5, shape, idx_md5)
+        for key, name, md5, shape, idx_md5 in zip(
+            SPLIT_FILES, names, md5s, shapes, idx_md5s, strict=True
+        )
     }
 
 
-# Checksums from torchvision/datasets/mnist.py (MNIST.resources, FashionMNIST.resources).
+# The .gz checksums are torchvision's (torchvision/datasets/mnist.py: MNIST.resources,
+# FashionMNIST.resources); the labels' uncompressed ones are MNIST's published ones and those of
+# Fashion-MNIST's original files (as Debian's dataset-fashion-mnist holds them).
 MNIST = IDXDatasetSpec(
     name="MNIST",
     mirrors=(
@@ -77,7 +90,8 @@ MNIST = IDXDatasetSpec(
             "d53e105ee54ea40749a09fcbcd1e9432",
             "9fb629c4189551a2d022fa330f9573f3",
             "ec29112dd5afa0611ce80d1b7f02629c",
-        )
+        ),
+        ("a25bea736e30d166cdddb491f175f624", "27ae3e4e09519cfbb04c329615203637"),
     ),
 )
 
@@ -90,11 +104,15 @@ FASHION_MNIST = IDXDatasetSpec(
             "25c81989df183df01b3e8a0aad5dffbe",
             "bef4ecab320f06d8554ea6380940ec79",
             "bb300cfdad3c16e7a12a480ee83cd310",
-        )
+        ),
+        ("9018921c3c673c538a1fc5bad174d6f9", "15d484375f8d13e6eb1aabb0c3f46965"),
     ),
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
     install_hint="on Debian/Ubuntu, `sudo apt-get install dataset-fashion-mnist`",
 )
+
+DATA_SETS = (MNIST, FASHION_MNIST)
+"""The data sets a copy on disk may be mistaken for one another."""
 
 
 def search_dirs(spec: IDXDatasetSpec, data_dir: str | Path) -> list[Path]:
@@ -112,14 +130,34 @@ def download_dir(spec: IDXDatasetSpec, data_dir: str | Path) -> Path:
     return Path(data_dir) / spec.name / "raw"
 
 
-def _find(spec_file: IDXFile, dirs: list[Path], rejected: list[str]) -> Path | None:
-    """The first ``name`` or ``name`` without ``.gz`` in ``dirs`` holding the expected IDX array."""
+def _holds_another_data_set(spec: IDXDatasetSpec, key: str, path: Path) -> str | None:
+    """Why ``path`` is not ``spec``'s file ``key`` although it has its shape: it holds exactly
+    another data set's file (MNIST's labels in a folder searched for Fashion-MNIST, say), or
+    cannot be read. None when neither."""
+    owners = {other.files[key].idx_md5: other.name for other in DATA_SETS
+              if other.name != spec.name and other.files[key].idx_md5}
+    if not owners:
+        return None
+    try:
+        digest = hashlib.md5(read_idx_bytes(path)).hexdigest()
+    except IDXError as error:
+        return str(error)
+    if digest not in owners:
+        return None
+    return f"holds {owners[digest]}'s {key.replace('_', ' ')}, not {spec.name}'s"
+
+
+def _find(spec: IDXDatasetSpec, key: str, dirs: list[Path], rejected: list[str]) -> Path | None:
+    """The first ``name`` or ``name`` without ``.gz`` in ``dirs`` holding the expected IDX array
+    (and not another data set's)."""
+    spec_file = spec.files[key]
     raw_name = spec_file.name.removesuffix(".gz")
     for folder in dirs:
         for candidate in (folder / spec_file.name, folder / raw_name):
             if not candidate.is_file():
                 continue
             problem = idx_mismatch(candidate, (None, *spec_file.shape[1:]))
+            problem = problem or _holds_another_data_set(spec, key, candidate)
             if problem is None:
                 return candidate
             rejected.append(f"  {candidate}: {problem}")
@@ -132,7 +170,7 @@ def _find_pair(
 ) -> dict[str, Path] | None:
     """The files ``keys`` from the first folder in ``dirs`` that holds all of them usable."""
     for folder in dirs:
-        found = {key: _find(spec.files[key], [folder], rejected) for key in keys}
+        found = {key: _find(spec, key, [folder], rejected) for key in keys}
         if all(found.values()):
             return found
     return None
