@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from lightning_vae.recipe_files import resolve_config
+
 SUMMARY_METRICS = ("val/recon", "val/kl", "val/elbo", "val/active_units")
 """The final validation metrics a sweep reports for each β, in nats per example (units: count)."""
 
@@ -233,8 +235,12 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(own)
     if args.parallel is not None and args.parallel < 1:
         parser.error(f"--parallel {args.parallel}: expected at least 1")
+    try:  # a mistyped recipe stops the sweep here, not in every run
+        configs = [resolve_config(config) for config in args.config]
+    except FileNotFoundError as error:
+        parser.error(str(error))
     out = args.out or Path("sweeps") / (args.group or time.strftime("beta-%Y%m%d-%H%M%S"))
-    results = run_sweep(args.config, args.beta, out, fit_args, args.parallel, args.group)
+    results = run_sweep(configs, args.beta, out, fit_args, args.parallel, args.group)
     paths = write_summary(results, out)
     print(paths["markdown"].read_text(), end="")
     print("wrote " + ", ".join(str(path) for path in paths.values()))

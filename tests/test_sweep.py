@@ -120,10 +120,15 @@ def test_a_failing_run_exits_nonzero_after_writing_the_summary(tmp_path, capsys)
     assert not (tmp_path / "out" / "rate_distortion.png").exists()
 
 
-def test_sweep_options_are_checked_before_anything_runs(tmp_path, capsys):
+def test_sweep_options_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["sweep", "--config", RECIPE, "--beta", "1,-4"])
     assert "distinct positive numbers" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["sweep", "--config", "recipes/mnist_vea.yaml", "--beta", "1,4"])
+    assert "no recipe recipes/mnist_vea.yaml" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no run started, no folder written
 
 
 @pytest.mark.slow
