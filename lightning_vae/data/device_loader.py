@@ -28,12 +28,12 @@ fallback does the same with Lightning's ``UnrepeatedDistributedSampler``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterator
 from typing import Literal, NamedTuple, get_args
 
-import numpy as np
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
@@ -125,10 +125,11 @@ class EpochShardSampler(Sampler[int]):
 
 
 def noise_seed(*keys: int) -> int:
-    """A 63-bit seed mixing non-negative integers such as (seed, epoch, rank), so nearby tuples
-    give unrelated streams."""
-    state = np.random.SeedSequence(list(keys)).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
+    """A 63-bit seed mixing integers such as (seed, epoch, rank), so nearby tuples give unrelated
+    streams: 63 bits of a BLAKE2b hash of the tuple. It runs at every training step (the model's
+    noise), where it takes ~2 µs; NumPy's SeedSequence took 14 µs, and ~100 µs within a step."""
+    digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def bernoulli_uint8(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
