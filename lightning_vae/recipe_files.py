@@ -42,7 +42,7 @@ def resolve_config(value: str) -> str:
     except (OSError, ValueError):  # an inline configuration, too long or odd for a path
         return value
     name = value.removeprefix(RECIPES_PREFIX)
-    if (RECIPES_ROOT / name).is_file():
+    if ".." not in Path(name).parts and (RECIPES_ROOT / name).is_file():
         return str(RECIPES_ROOT / name)
     if value.startswith(RECIPES_PREFIX):
         raise FileNotFoundError(

@@ -60,7 +60,8 @@ def test_inline_configurations_and_other_paths_pass_unchanged(elsewhere):
     inline = json.dumps({"trainer": {"max_epochs": 1}})
     too_long_for_a_file_name = json.dumps({"model": {"arch_options": {"hidden_dims": [8] * 200}}})
     argv = ["--config", inline, "--config", too_long_for_a_file_name, "--config", "mine.yaml",
-            "--config", "/nowhere/mnist_vae.yaml", "--trainer.max_epochs", "recipes/x.yaml"]
+            "--config", "/nowhere/mnist_vae.yaml", "--config", "../recipes/mnist_vae.yaml",
+            "--trainer.max_epochs", "recipes/x.yaml"]
     assert resolve_config_arguments(argv) == argv
 
 
