@@ -17,7 +17,6 @@ from pathlib import Path
 
 RECIPES_ROOT = Path(__file__).resolve().parent / "recipes"
 RECIPES_PREFIX = "recipes/"
-CONFIG_FLAGS = ("--config", "-c")
 
 
 def installed_recipes() -> list[str]:
@@ -52,15 +51,24 @@ def resolve_config(value: str) -> str:
     return value  # not a recipe: an inline configuration, or a file LightningCLI will report
 
 
+def is_config_flag(flag: str) -> bool:
+    """``-c``, ``--config`` or an abbreviation of it that argparse takes (``--conf``)."""
+    return flag == "-c" or (len(flag) >= len("--co") and "--config".startswith(flag))
+
+
 def resolve_config_arguments(argv: list[str]) -> list[str]:
-    """``argv`` with the value of each ``--config``/``-c`` (also ``--config=...``) passed
-    through :func:`resolve_config`."""
+    """``argv`` with each ``--config`` value passed through :func:`resolve_config`, in every
+    form LightningCLI's parser takes: ``--config X``, ``--config=X``, ``-c X``, ``-c=X``,
+    ``-cX``, and abbreviations such as ``--conf X``."""
     resolved = list(argv)
     for index, arg in enumerate(argv):
-        if arg in CONFIG_FLAGS and index + 1 < len(argv):
+        flag, equals, value = arg.partition("=")
+        if is_config_flag(arg) and index + 1 < len(argv):
             resolved[index + 1] = resolve_config(argv[index + 1])
-        elif arg.startswith("--config="):
-            resolved[index] = "--config=" + resolve_config(arg.removeprefix("--config="))
+        elif equals and is_config_flag(flag):
+            resolved[index] = f"{flag}={resolve_config(value)}"
+        elif arg.startswith("-c") and len(arg) > len("-c"):
+            resolved[index] = "-c" + resolve_config(arg.removeprefix("-c"))
     return resolved
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_vae.recipe_files import resolve_config
+from lightning_vae.recipe_files import resolve_config, resolve_config_arguments
 
 SUMMARY_METRICS = ("val/recon", "val/kl", "val/elbo", "val/active_units")
 """The final validation metrics a sweep reports for each β, in nats per example (units: count)."""
@@ -237,6 +237,7 @@ def main(argv: list[str]) -> None:
         parser.error(f"--parallel {args.parallel}: expected at least 1")
     try:  # a mistyped recipe stops the sweep here, not in every run
         configs = [resolve_config(config) for config in args.config]
+        fit_args = resolve_config_arguments(fit_args)
     except FileNotFoundError as error:
         parser.error(str(error))
     out = args.out or Path("sweeps") / (args.group or time.strftime("beta-%Y%m%d-%H%M%S"))

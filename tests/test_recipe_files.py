@@ -41,11 +41,22 @@ def test_every_recipe_of_the_repository_is_installed_training_recipes_first():
 
 def test_config_arguments_name_the_installed_recipes_from_a_folder_without_them(elsewhere):
     argv = ["fit", "--config", "recipes/mnist_vae.yaml", "-c", "trainer/ddp.yaml",
-            "--config=recipes/logging/wandb.yaml", "--model.beta", "4"]
+            "--config=recipes/logging/wandb.yaml", "--model.beta", "4", "-c=mnist_vae.yaml",
+            "-crecipes/mnist_vae.yaml", "--conf", "mnist_vae.yaml", "--confi=mnist_vae.yaml"]
+    recipe = str(RECIPES_ROOT / "mnist_vae.yaml")
     assert resolve_config_arguments(argv) == [
-        "fit", "--config", str(RECIPES_ROOT / "mnist_vae.yaml"),
-        "-c", str(RECIPES_ROOT / "trainer" / "ddp.yaml"),
-        f"--config={RECIPES_ROOT / 'logging' / 'wandb.yaml'}", "--model.beta", "4"]
+        "fit", "--config", recipe, "-c", str(RECIPES_ROOT / "trainer" / "ddp.yaml"),
+        f"--config={RECIPES_ROOT / 'logging' / 'wandb.yaml'}", "--model.beta", "4",
+        f"-c={recipe}", f"-c{recipe}", "--conf", recipe, f"--confi={recipe}"]
+
+
+def test_every_form_of_the_config_flag_reaches_lightning_cli_resolved(elsewhere, capsys):
+    with pytest.raises(SystemExit) as stop:  # --print_config prints, then exits
+        main(["fit", "-c=recipes/mnist_vae.yaml", "--confi", "recipes/trainer/gpu_fast.yaml",
+              "--print_config"])
+    assert stop.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["arch"] == "conv" and config["model"]["cuda_graph"] is True
 
 
 def test_a_file_in_the_current_folder_wins_over_the_installed_recipe(elsewhere):

@@ -125,10 +125,12 @@ def test_sweep_options_are_checked_before_anything_runs(tmp_path, capsys, monkey
         main(["sweep", "--config", RECIPE, "--beta", "1,-4"])
     assert "distinct positive numbers" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
-        main(["sweep", "--config", "recipes/mnist_vea.yaml", "--beta", "1,4"])
-    assert "no recipe recipes/mnist_vea.yaml" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []  # no run started, no folder written
+    mistyped = ["--config", "recipes/mnist_vea.yaml"]
+    for configs in (mistyped, ["--config", "recipes/mnist_vae.yaml", "--", *mistyped]):
+        with pytest.raises(SystemExit):
+            main(["sweep", "--beta", "1,4", *configs])
+        assert "no recipe recipes/mnist_vea.yaml" in capsys.readouterr().err
+        assert list(tmp_path.iterdir()) == []  # no run started, no folder written
 
 
 @pytest.mark.slow
