@@ -27,7 +27,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_vae.images_grid import make_grid, save_png
+from lightning_vae.images_grid import make_grid, save_image
 from lightning_vae.metrics import ActiveUnits, KLPerDimension
 from lightning_vae.module import VAE, images_of
 
@@ -50,7 +50,7 @@ def log_picture(trainer: pl.Trainer, key: str, picture: np.ndarray, caption: str
         elif logger.log_dir is not None:
             folder = Path(logger.log_dir) / "images" / key
             folder.mkdir(parents=True, exist_ok=True)
-            save_png(picture, folder / f"epoch={epoch:03d}-step={step:06d}.png")
+            save_image(picture, folder / f"epoch={epoch:03d}-step={step:06d}.png")
 
 
 def _warn_without_loggers(trainer: pl.Trainer, callback: pl.Callback) -> None:

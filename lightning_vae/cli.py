@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_warn
 
+from lightning_vae.hub import check_checkpoint_file
 from lightning_vae.module import VAE
 from lightning_vae.recipe_files import resolve_config_arguments
 
@@ -63,6 +64,16 @@ class VAECLI(LightningCLI):
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
         return super().instantiate_trainer(**kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse a ``--ckpt_path`` file that is damaged or not a checkpoint, naming
+        it, before Lightning reads the file (for its hyperparameters, right after parsing) with
+        torch's reader, whose error names neither."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        path = subcommand and self.config[subcommand].get("ckpt_path")
+        if path and Path(path).is_file():
+            check_checkpoint_file(path)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
@@ -156,7 +167,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lightning-vae`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in VERBS:
-        _verb(argv[0])(argv[1:])
+        try:
+            _verb(argv[0])(argv[1:])
+        except (OSError, ValueError) as error:  # bad input: the message says what and the fix
+            sys.exit(f"lightning-vae {argv[0]}: error: {error}")
         return
     try:
         argv = resolve_config_arguments(argv)

@@ -11,6 +11,7 @@ import importlib
 import pickle
 import tempfile
 import warnings
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ LOCAL_DATA_OPTIONS = ("data_dir", "download", "loader", "num_workers", "pin_memo
                       "progress", "strict")
 """Datamodule options about this machine, not the data: left out of the public model card."""
 
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGIC = b"\x80"
+"""How the files ``torch.save`` writes begin: a zip archive, or (before torch 1.6) a pickle."""
+
 
 def from_pretrained(
     name_or_path: str | Path,
@@ -38,13 +43,16 @@ def from_pretrained(
     token: str | bool | None = None,
     local_files_only: bool = False,
     map_location: str | torch.device = "cpu",
+    **model_kwargs: Any,
 ) -> VAE:
     """A pretrained VAE, of any registered architecture, from a folder written by
     ``save_pretrained`` / ``lightning-vae export`` or a Hub repository id such as
-    ``"user/mnist-vae"`` (see :meth:`VAE.from_pretrained` for the arguments)."""
+    ``"user/mnist-vae"`` (see :meth:`VAE.from_pretrained` for the arguments; ``model_kwargs``
+    override config.json values, e.g. ``lr`` to fine-tune with)."""
     return VAE.from_pretrained(
         name_or_path, revision=revision, cache_dir=cache_dir, force_download=force_download,
         token=token, local_files_only=local_files_only, map_location=map_location,
+        **model_kwargs,
     )
 
 
@@ -54,6 +62,13 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     A checkpoint holding other Python objects is refused unless ``trusted``: then it is
     unpickled, which runs code from the file, so only do it for your own checkpoints.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file; a model folder is "
+                                "exported already and loads with from_pretrained")
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    check_checkpoint_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -64,13 +79,32 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
                 f"{reason}. If it is your own checkpoint, pass --trust-checkpoint "
                 "(trusted=True) to unpickle it"
             ) from None
+    except RuntimeError as error:  # torch's reader: a damaged archive
+        raise ValueError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]}); "
+                         "it may be damaged: copy it again, or use another checkpoint") from None
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Refuse a file that ``torch.save`` did not write, or that is cut short, before torch reads
+    it: torch's own errors name neither the file nor the cause, and weights_only loading would
+    take any non-checkpoint for a checkpoint holding Python objects."""
+    path = Path(path)
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head == ZIP_MAGIC:  # torch.save's format since torch 1.6
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is cut short ({path.stat().st_size} bytes, no zip "
+                             "directory at its end): copy it again, or use another checkpoint")
+    elif not head.startswith(PICKLE_MAGIC):  # the older format, a pickle stream
+        raise ValueError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}, not "
+                         "with what torch.save writes); pass a .ckpt file written by Lightning")
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> VAE:
     """The VAE a checkpoint's ``hyper_parameters`` describe, with its ``state_dict`` loaded."""
-    hparams = checkpoint.get("hyper_parameters")
-    if hparams is None or "state_dict" not in checkpoint:
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
         raise ValueError(
             f"{path} lacks hyper_parameters or state_dict: it was not written by Lightning "
             "while training a lightning_vae.VAE"
@@ -81,7 +115,10 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> VAE:
             f"{path}: hyper_parameters {unknown} are not arguments of lightning_vae.VAE; "
             "export only checkpoints of that module"
         )
-    model = VAE(**args)
+    try:
+        model = VAE(**args)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: its hyper_parameters do not build a VAE: {error}") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

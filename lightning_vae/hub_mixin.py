@@ -20,16 +20,21 @@ import torch
 from huggingface_hub import HfApi, PyTorchModelHubMixin, constants, get_token, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HFValidationError,
     LocalTokenNotFoundError,
     RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 from huggingface_hub.repocard import ModelCard
+from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import Tensor
 
 import lightning_vae
-from lightning_vae.images_grid import make_grid, save_png
+from lightning_vae.atomic import new_file_mode
+from lightning_vae.images_grid import make_grid, save_image
 from lightning_vae.model_card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
 from lightning_vae.nets import available_architectures
 from lightning_vae.zoo import bundled_folder
@@ -113,11 +118,12 @@ class VAEHubMixin(
         (``dataset``, ``steps``, ``val_elbo``, ``test_elbo``, ...: what the card reports) and
         ``images``, a batch (B, C, H, W) in [0, 1] shown above its reconstructions.
 
-        Saving is atomic: everything is written into a temporary sibling folder, then moved in
-        file by file with config.json last, after removing any old one. An interrupted save
-        leaves a folder without config.json, which never loads as a model. Other files in the
-        folder are kept; README.md is replaced, since it states this model's numbers. The files
-        get the mode the umask gives new files (0o644 under the usual 022).
+        Saving is atomic: everything is written into a temporary sibling folder (or one inside
+        ``save_directory`` where only that folder is writable), then moved in file by file with
+        config.json last, after removing any old one. An interrupted save leaves a folder without
+        config.json, which never loads as a model. Other files in the folder are kept; README.md
+        is replaced, since it states this model's numbers. The files get the mode the umask
+        gives new files (0o644 under the usual 022).
         """
         if config is not None:
             raise ValueError(
@@ -130,18 +136,24 @@ class VAEHubMixin(
             raise ValueError(f"unknown model_card_kwargs {unknown}; choose from {CARD_KWARGS}")
         model_config = self.hub_config()
         target = Path(save_directory).resolve()
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"{target} is a file; a model is saved as a folder: choose "
+                                  "a path that is a folder or does not exist yet")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{target.name}.", suffix=".partial",
-                                         dir=target.parent) as staging_dir:
+        with _staging_folder(target) as staging_dir:
             staging = Path(staging_dir)
-            self._save_pretrained(staging)
-            save_png(self.card_picture(images), staging / PICTURE_FILE)
+            try:
+                self._save_pretrained(staging)
+            except SafetensorError as error:  # e.g. a full disk
+                raise OSError(f"writing {WEIGHTS_FILE} for {target} failed: {error}; the "
+                              "folder is unchanged") from None
+            save_image(self.card_picture(images), staging / PICTURE_FILE)
             card = self.generate_model_card(CardFacts(**card_kwargs), images is not None)
             card.save(staging / CARD_FILE)
             (staging / CONFIG_FILE).write_text(json.dumps(model_config, sort_keys=True, indent=2))
             target.mkdir(exist_ok=True)
             (target / CONFIG_FILE).unlink(missing_ok=True)
-            mode = _new_file_mode()
+            mode = new_file_mode()
             for name in (WEIGHTS_FILE, PICTURE_FILE, CARD_FILE, CONFIG_FILE):
                 os.chmod(staging / name, mode)  # safetensors writes its file owner-only (0600)
                 os.replace(staging / name, target / name)
@@ -269,22 +281,27 @@ class VAEHubMixin(
         return config
 
 
+def _staging_folder(target: Path) -> tempfile.TemporaryDirectory:
+    """An empty temporary folder on ``target``'s file system, to write a model into before
+    moving it in: beside ``target``, or inside it where only the folder itself is writable."""
+    names = {"prefix": f".{target.name}.", "suffix": ".partial"}
+    try:
+        return tempfile.TemporaryDirectory(dir=target.parent, **names)
+    except OSError as error:
+        if target.is_dir():
+            try:
+                return tempfile.TemporaryDirectory(dir=target, **names)
+            except OSError:
+                pass
+        raise OSError(f"cannot write the model folder {target} ({error.strerror} in "
+                      f"{target.parent}); choose a folder you can write to") from None
+
+
 def _major(version: object, path: Path) -> int:
     try:
         return int(str(version).split(".")[0])
     except ValueError:
         raise ValueError(f"{path}: unreadable {VERSION_KEY} {version!r}") from None
-
-
-def _new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 less the process umask (0o644 under the usual
-    022), which saved files get so that a shared or served folder is readable as any other.
-
-    Python can read the umask only by setting it; it is set to 0o077 for that instant, so a file
-    another thread creates meanwhile is at worst private, never world-writable."""
-    umask = os.umask(0o077)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _fetch(source: str, filename: str, download: dict[str, Any]) -> Path:
@@ -305,25 +322,55 @@ def _fetch(source: str, filename: str, download: dict[str, Any]) -> Path:
         )
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise FileNotFoundError(f"no model folder at {source}")
-    revision = download["revision"] or "main"
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        raise FileNotFoundError(f"no model folder at {source!r}, and it is not a Hub repo id "
+                                "(user/name) either") from None
+    repo = f"Hub repo {source!r} (revision {download['revision'] or 'main'})"
+    if download["force_download"] and constants.HF_HUB_OFFLINE:
+        raise ValueError(f"force_download=True asks the Hub for {repo}, but offline mode is on "
+                         "(HF_HUB_OFFLINE): unset it, or load the cached copy without "
+                         "force_download")
     try:
         return Path(hf_hub_download(repo_id=source, filename=filename, **download))
     except RemoteEntryNotFoundError:
         raise FileNotFoundError(
-            f"Hub repo {source!r} (revision {revision}) has no {filename}: it does not hold a "
-            "lightning-vae model; push a complete folder with `lightning-vae push`"
+            f"{repo} has no {filename}: it does not hold a lightning-vae model; push a complete "
+            "folder with `lightning-vae push`"
         ) from None
-    except EntryNotFoundError as error:  # the local variant: not cached, and no connection
+    except RepositoryNotFoundError:  # also a private or gated repo without access
         raise FileNotFoundError(
-            f"{filename} of Hub repo {source!r} (revision {revision}) is not in the Hugging "
-            f"Face cache and could not be downloaded ({error}); connect to the Hub once "
-            "(unset HF_HUB_OFFLINE), or pass cache_dir= where it was downloaded"
+            f"no folder {source!r} here, and {repo} was not found on the Hub or is not "
+            "accessible: check the name, or log in (`hf auth login`, or token=) with access"
         ) from None
+    except RevisionNotFoundError:
+        raise FileNotFoundError(f"{repo}: the Hub has no such revision; pass an existing "
+                                "branch, tag or commit") from None
+    except EntryNotFoundError as error:  # the local variant: not cached, and no connection
+        fix = ("unset HF_HUB_OFFLINE to download it" if constants.HF_HUB_OFFLINE
+               else "check the connection to the Hub and retry")
+        raise FileNotFoundError(
+            f"no folder {source!r} here, and {filename} of {repo} is not in the Hugging Face "
+            f"cache and could not be downloaded ({error}); {fix}, or pass cache_dir= where it "
+            "was downloaded"
+        ) from None
+    except Exception as error:  # network and server failures, in the HTTP client's own types
+        raise OSError(f"downloading {filename} of {repo} failed ({_reason(error)}); files "
+                      "already in the cache are kept: retry") from error
+
+
+def _reason(error: BaseException) -> str:
+    """An exception's first line, followed by its cause's where that says more."""
+    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    cause = error.__cause__ or error.__context__
+    return f"{reason}: {cause}" if cause is not None and str(cause) not in reason else reason
 
 
 def _load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
     """Load safetensors weights, checking every stored shape against the model the config
-    built, so that mismatched files fail with the tensors at fault named."""
+    built, so that mismatched files fail with the tensors at fault named, and that every
+    weight is finite."""
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     try:
         with safe_open(path, framework="pt") as f:
@@ -348,4 +395,13 @@ def _load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
         raise ValueError(
             f"{path} (of {source}) does not fit the model its config.json describes: missing "
             f"{missing}, unexpected {unexpected}; save config and weights again together"
+        )
+    # safetensors has no checksum: a damaged file whose header survives loads bytes as numbers
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise ValueError(
+            f"{path} (of {source}) holds NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): the file is damaged or the model diverged; "
+            "download it again with force_download=True, or save it again from a good checkpoint"
         )

@@ -1,6 +1,6 @@
 """Image batches → one picture: a grid as a uint8 array (for PNG files and image panels).
 
-Pillow writes the PNG; torchvision is not needed (and not a dependency).
+Pillow writes the files; torchvision is not needed (and not a dependency).
 """
 
 from pathlib import Path
@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from lightning_vae.atomic import replacing
 
 
 def make_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, padding: int = 2,
@@ -43,15 +45,23 @@ def make_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, padding: int = 2
     return pixels[0] if channels == 1 else pixels.transpose(1, 2, 0)
 
 
-def save_png(picture: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 (H, W) grey or (H, W, 3) RGB array, e.g. from :func:`make_grid`, as PNG."""
+def save_image(picture: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 (H, W) grey or (H, W, 3) RGB array, e.g. from :func:`make_grid`, in the
+    format its file name's extension names (``.png``, ``.jpg``, ``.webp``, ...). The file is
+    replaced atomically (:func:`~lightning_vae.atomic.replacing`): a failed write leaves an
+    existing one as it was."""
     if picture.dtype != np.uint8 or not (
         picture.ndim == 2 or (picture.ndim == 3 and picture.shape[2] == 3)
     ):
         raise ValueError(
-            f"save_png needs a uint8 (H, W) or (H, W, 3) array, got {picture.dtype} "
+            f"save_image needs a uint8 (H, W) or (H, W, 3) array, got {picture.dtype} "
             f"{picture.shape}; build it with make_grid"
         )
     path = Path(path)
-    Image.fromarray(picture).save(path, format="PNG")
+    with replacing(path) as temporary:
+        image_format = Image.registered_extensions().get(path.suffix.lower())
+        if image_format is None:
+            raise ValueError(f"{path}: no image format has the extension {path.suffix!r}; end "
+                             "the file name with .png (or .jpg, .webp, ...)")
+        Image.fromarray(picture).save(temporary, format=image_format)
     return path

@@ -14,16 +14,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from lightning_vae.atomic import replacing
 from lightning_vae.data.folder import list_images
 from lightning_vae.hub import load_checkpoint, model_from_checkpoint
-from lightning_vae.images_grid import make_grid, save_png
+from lightning_vae.images_grid import make_grid, save_image
 from lightning_vae.module import VAE
 
 
 def load_model(source: str, *, trusted: bool = False, revision: str | None = None,
-               device: str = "cpu") -> VAE:
+               device: str | torch.device = "cpu") -> VAE:
     """A VAE in eval mode on ``device`` from a Lightning checkpoint file, a model folder or a
     Hub repo id (``revision`` applies to the last)."""
+    device = usable_device(device)
     if Path(source).is_file():
         model = model_from_checkpoint(load_checkpoint(source, trusted), source)
     elif source.endswith(".ckpt"):
@@ -31,6 +33,19 @@ def load_model(source: str, *, trusted: bool = False, revision: str | None = Non
     else:
         model = VAE.from_pretrained(source, revision=revision)
     return model.to(device).eval()
+
+
+def usable_device(name: str | torch.device) -> torch.device:
+    """The torch device ``name`` (``--device``) names, refused with the fix where this machine
+    cannot run it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a device: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; "
+                         "use --device cpu")
+    return device
 
 
 def output_names(inputs: list[str]) -> list[tuple[Path, Path]]:
@@ -77,8 +92,8 @@ def reconstruct_files(model: VAE, inputs: list[str], out: str | Path,
         images = [open_image(source) for source, _ in chunk]
         for (_, name), picture in zip(chunk, model.postprocess(model.reconstruct(images), "pil"),
                                       strict=True):
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            picture.save(out / name, format="PNG")
+            with replacing(out / name) as temporary:
+                picture.save(temporary, format="PNG")
             written.append(out / name)
     return written
 
@@ -86,8 +101,7 @@ def reconstruct_files(model: VAE, inputs: list[str], out: str | Path,
 def sample_grid(model: VAE, n: int, out: str | Path, nrow: int = 8, seed: int = 0) -> Path:
     """Decode ``n`` prior draws (seeded) and write them as one grid PNG, ``nrow`` per row."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    return save_png(make_grid(model.sample(n, generator=generator), nrow=nrow), out)
+    return save_image(make_grid(model.sample(n, generator=generator), nrow=nrow), out)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:

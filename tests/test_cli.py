@@ -68,6 +68,21 @@ def test_validate_and_test_subcommands_run_from_a_fit_checkpoint(tiny_mnist_dir,
     assert "val/elbo" in out and "test/elbo" in out
 
 
+@pytest.mark.parametrize("verb", ["fit", "test"])
+def test_a_damaged_ckpt_path_is_named_before_torch_reads_it(verb, tiny_mnist_dir, tmp_path):
+    recipe = ROOT / "recipes" / "mnist_vae.yaml"
+    main(fit_args(recipe, tiny_mnist_dir, tmp_path, steps=1))
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(checkpoint.read_bytes()[:4096])
+    args = [verb, "--config", str(recipe), "--data.init_args.data_dir", str(tiny_mnist_dir),
+            "--data.init_args.download", "false", "--trainer.accelerator", "cpu",
+            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "again"),
+            "--ckpt_path", str(cut)]
+    with pytest.raises(ValueError, match=f"{cut} is cut short \\(4096 bytes"):
+        main(args)
+
+
 def test_model_image_shape_follows_the_datamodule(tiny_mnist_dir):
     """A recipe cannot pair a model with data of another shape: the CLI links the two."""
     cli = run_lightning(["--config", str(ROOT / "recipes" / "mnist_vae.yaml"),

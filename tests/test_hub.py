@@ -5,12 +5,19 @@ No Hub server is reachable here, so pushes run for real up to huggingface_hub's 
 where the ``hub_api`` fixture (conftest.py) records what would be uploaded.
 """
 
+import hashlib
 import inspect
 import json
 import os
 import pickle
 import re
+import resource
+import shutil
+import signal
+import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import huggingface_hub
@@ -30,7 +37,7 @@ import lightning_vae
 from lightning_vae import VAE, PushToHub, available_architectures, export_checkpoint, push
 from lightning_vae.cli import main
 from lightning_vae.hub import load_checkpoint
-from lightning_vae.images_grid import make_grid, save_png
+from lightning_vae.images_grid import make_grid, save_image
 
 SMALL_OPTIONS = {"mlp": {"hidden_dims": [16]}, "conv": {"channels": [4, 8], "hidden_dim": 16}}
 """Small widths for the built-in architectures; any other registered one gets its defaults."""
@@ -192,6 +199,78 @@ def test_a_save_interrupted_while_moving_files_in_never_loads_as_a_model(saved, 
         VAE.from_pretrained(saved)
 
 
+def test_saving_over_a_file_is_refused_and_leaves_it(tmp_path):
+    (tmp_path / "model").write_text("not a folder")
+    with pytest.raises(FileExistsError, match=r"model is a file; a model is saved as a folder"):
+        small_vae().save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model").read_text() == "not a folder"
+
+
+def save_beside_a_read_only_parent(target: Path, code: str) -> subprocess.CompletedProcess:
+    """Run Python ``code`` (which saves into ``target``) in a child process that may write into
+    ``target`` but not into its parent: as root, whom permissions do not stop, under a read-only
+    bind mount of the parent in a mount namespace of the child's own, with ``target`` mounted
+    writable inside it; otherwise with the parent's write permission taken away."""
+    parent = target.parent
+    if os.geteuid() != 0:
+        parent.chmod(0o555)
+        try:
+            return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  timeout=300)
+        finally:
+            parent.chmod(0o755)
+    writable = parent.parent / "writable"
+    target.rename(writable)
+    target.mkdir()
+    script = (f"mount --bind {parent} {parent} && mount -o remount,bind,ro {parent} && "
+              f"mount --bind {writable} {target} && exec {sys.executable} -c \"$0\"")
+    try:
+        return subprocess.run(["unshare", "--mount", "sh", "-c", script, code],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        target.rmdir()
+        writable.rename(target)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="POSIX permissions and Linux mounts")
+def test_a_model_saves_into_a_writable_folder_whose_parent_is_read_only(saved, tmp_path):
+    """The staging folder goes inside the model folder when its parent is read-only."""
+    target = tmp_path / "models" / "vae"
+    shutil.copytree(saved, target)
+    done = save_beside_a_read_only_parent(target, (
+        "from lightning_vae import VAE\n"
+        "VAE(arch='mlp', image_shape=(1, 16, 16), latent_dim=5, "
+        f"arch_options={{'hidden_dims': [16]}}).save_pretrained({str(target)!r})"))
+    if "unshare failed" in done.stderr or "mount:" in done.stderr:
+        pytest.skip(f"no mount namespace for the read-only parent: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert VAE.from_pretrained(target).latent_dim == 5
+    assert sorted(p.name for p in target.iterdir()) == sorted(MODEL_FILES)
+    assert [p.name for p in target.parent.iterdir()] == ["vae"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_an_export_that_runs_out_of_space_leaves_the_previous_model_and_says_so(tmp_path):
+    """RLIMIT_FSIZE makes every write past its size fail with EFBIG, as a full disk does."""
+    checkpoint = fit_tiny(tmp_path / "run").checkpoint_callback.best_model_path
+    main(["export", checkpoint, str(tmp_path / "hub")])
+    before = folder_bytes(tmp_path / "hub")
+    size = (tmp_path / "hub" / "model.safetensors").stat().st_size
+
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    failed = subprocess.run([sys.executable, "-m", "lightning_vae.cli", "export", checkpoint,
+                             str(tmp_path / "hub")], preexec_fn=cap, capture_output=True,
+                            text=True, timeout=300)
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[-1].startswith(
+        f"lightning-vae export: error: writing model.safetensors for {tmp_path / 'hub'} failed")
+    assert folder_bytes(tmp_path / "hub") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub", "run"]  # no staging folder
+
+
 # --- loading by repo id from the hub's cache -------------------------------------------------
 
 
@@ -220,6 +299,87 @@ def test_a_repo_missing_from_the_cache_while_offline_names_repo_and_fix(tmp_path
     with pytest.raises(FileNotFoundError, match=r"config.json of Hub repo 'someuser/absent' "
                        r"\(revision main\) is not in the Hugging Face cache.*HF_HUB_OFFLINE"):
         VAE.from_pretrained("someuser/absent", cache_dir=tmp_path)
+
+
+class HubStandIn(BaseHTTPRequestHandler):
+    """Answers every request as ``answer`` says: (status, headers, body bytes sent); a
+    Content-Length header larger than the body makes a download that breaks off."""
+
+    answer: tuple[int, dict[str, str], bytes] = (500, {}, b"")
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self) -> None:
+        status, headers, _ = self.answer
+        self.send_response(status)
+        for name, value in {"Content-Length": "0", **headers, "Connection": "close"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.do_HEAD()
+        self.wfile.write(self.answer[2])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def hub_server(monkeypatch: pytest.MonkeyPatch) -> type[HubStandIn]:
+    """A real HTTP server on 127.0.0.1 in the Hub's place, reached as HF_ENDPOINT would reach
+    it (huggingface_hub reads HF_ENDPOINT at import, into the constants set here). Set the
+    returned class's ``answer``."""
+    handler = type("Answers", (HubStandIn,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    yield handler
+    server.shutdown()
+
+
+@pytest.mark.parametrize("status", [401, 404])
+def test_a_repo_the_hub_does_not_know_says_so_and_how_to_get_access(status, hub_server,
+                                                                     tmp_path):
+    hub_server.answer = (status, {"X-Error-Code": "RepoNotFound"}, b"")
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "no folder 'someuser/absent' here, and Hub repo 'someuser/absent' (revision main) "
+            "was not found on the Hub or is not accessible") + ".*hf auth login"):
+        VAE.from_pretrained("someuser/absent", cache_dir=tmp_path)
+
+
+def test_a_failing_hub_is_not_blamed_on_offline_mode_when_it_is_off(hub_server, tmp_path):
+    hub_server.answer = (500, {}, b"")
+    with pytest.raises(FileNotFoundError, match="check the connection to the Hub") as error:
+        VAE.from_pretrained("someuser/some-vae", cache_dir=tmp_path)
+    assert "HF_HUB_OFFLINE" not in str(error.value)
+
+
+@pytest.mark.slow  # huggingface_hub retries the broken download for some 15 s
+def test_a_download_that_breaks_off_names_the_file_and_the_cached_model_still_loads(
+        hub_server, saved, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    repo = write_hub_cache(saved, cache, "someuser/some-vae", COMMIT).parent.parent
+    before = folder_bytes(repo)
+    config = (saved / "config.json").read_bytes()
+    hub_server.answer = (200, {"X-Repo-Commit": COMMIT,
+                               "ETag": f'"{hashlib.sha256(config).hexdigest()}"',
+                               "Content-Length": str(len(config))}, config[:10])
+    with pytest.raises(OSError, match=re.escape(
+            "downloading config.json of Hub repo 'someuser/some-vae' (revision main) failed (")
+            + ".*files already in the cache are kept: retry"):
+        VAE.from_pretrained("someuser/some-vae", cache_dir=cache, force_download=True)
+    assert folder_bytes(repo) == before
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert VAE.from_pretrained("someuser/some-vae", cache_dir=cache).latent_dim == 3
+
+
+def test_a_name_that_is_neither_a_folder_nor_a_repo_id_says_both(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no model folder at 'my model', and it is not a "
+                       r"Hub repo id \(user/name\) either"):
+        VAE.from_pretrained("my model")
 
 
 def test_a_pickled_weights_file_in_a_repo_is_never_unpickled(tmp_path, saved, offline):
@@ -305,6 +465,21 @@ def test_a_config_value_of_the_wrong_type_is_refused_naming_the_file(saved, key,
     with pytest.raises(ValueError, match=re.escape(
             f"{saved}: config.json does not build a model") + ".*save the model again"):
         VAE.from_pretrained(saved)
+
+
+def test_weights_damaged_into_nan_are_refused_naming_the_file(saved):
+    """safetensors keeps no checksum: bytes overwritten past the header load as numbers."""
+    weights = saved / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = b"\xff" * 64  # NaN as float32
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=re.escape(f"{weights} (of {saved}) holds NaN or infinite "
+                                                   "weights") + ".*force_download=True"):
+        VAE.from_pretrained(saved)
+
+
+def test_the_package_level_from_pretrained_takes_config_overrides(saved):
+    assert lightning_vae.from_pretrained(saved, lr=3e-4).hparams.lr == 3e-4
 
 
 def test_an_override_that_is_no_constructor_argument_is_refused_naming_it(saved):
@@ -406,9 +581,9 @@ def test_make_grid_keeps_colour_clips_values_and_refuses_other_channel_counts():
         make_grid(np.zeros((2, 2, 4, 4)))
 
 
-def test_save_png_writes_the_array_pillow_reads_back(tmp_path):
+def test_save_image_writes_the_array_pillow_reads_back(tmp_path):
     picture = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    with Image.open(save_png(picture, tmp_path / "p.png")) as image:
+    with Image.open(save_image(picture, tmp_path / "p.png")) as image:
         assert np.array_equal(np.asarray(image), picture)
 
 
@@ -442,6 +617,46 @@ def test_a_checkpoint_with_python_objects_is_unpickled_only_when_trusted(tmp_pat
                        + ".*--trust-checkpoint"):
         load_checkpoint(path)
     assert isinstance(load_checkpoint(path, trusted=True)["extra"], Unsafe)
+
+
+def not_a_checkpoint(kind: str, checkpoint: Path, folder: Path) -> Path:
+    """A path given to export where a checkpoint belongs: missing, a folder, a checkpoint cut
+    to half its size, or a text file."""
+    path = {"folder": folder}.get(kind, folder / f"{kind}.ckpt")
+    if kind == "cut":
+        path.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    elif kind == "text":
+        path.write_text("garbage")
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("absent", "no checkpoint file at {path}"),
+    ("folder", "{path} is a folder, not a checkpoint file"),
+    ("cut", "{path} is cut short ("),
+    ("text", "{path} is not a PyTorch checkpoint (it starts with b'garb'"),
+])
+def test_export_of_what_is_not_a_checkpoint_says_what_it_is_in_one_line(kind, message, tmp_path):
+    checkpoint = Path(fit_tiny(tmp_path / "run").checkpoint_callback.best_model_path)
+    path = not_a_checkpoint(kind, checkpoint, tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", str(path), str(tmp_path / "hub")])
+    assert str(stopped.value).startswith("lightning-vae export: error: "
+                                         + message.format(path=path))
+    assert not (tmp_path / "hub").exists()
+
+
+@pytest.mark.parametrize("checkpoint, message", [
+    ([1, 2], "lacks hyper_parameters or state_dict"),
+    ({"hyper_parameters": ["latent_dim"], "state_dict": {}}, "lacks hyper_parameters"),
+    ({"hyper_parameters": {"latent_dim": "x"}, "state_dict": {}},
+     "its hyper_parameters do not build a VAE"),
+])
+def test_a_checkpoint_whose_contents_do_not_build_a_vae_is_named(checkpoint, message, tmp_path):
+    path = tmp_path / "odd.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match=re.escape(f"{path}") + ".*" + re.escape(message)):
+        export_checkpoint(path, tmp_path / "hub")
 
 
 def test_export_cli_round_trips_a_checkpoint_written_by_lightning_vae_fit(
@@ -505,7 +720,7 @@ def test_push_without_credentials_fails_before_anything_is_uploaded(saved, no_to
 def test_a_failed_upload_leaves_the_local_folder_byte_identical(saved, token, hub_api):
     before = folder_bytes(saved)
     hub_api.fail = ConnectionError("connection reset by peer")
-    with pytest.raises(ConnectionError):
+    with pytest.raises(SystemExit, match=r"^lightning-vae push: error: connection reset by peer"):
         main(["push", str(saved), "--repo-id", "someuser/some-vae"])
     assert folder_bytes(saved) == before
 

@@ -1,6 +1,11 @@
 """`lightning-vae reconstruct` and `lightning-vae sample`: a pretrained VAE in one command, from
 a Hub repo id, a model folder or a Lightning checkpoint."""
 
+import re
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import huggingface_hub
@@ -104,7 +109,8 @@ def test_reconstructions_written_are_the_python_api_ones(sources, tmp_path):
 
 def test_unreadable_input_is_named(sources, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(ValueError, match=r"broken.png: cannot be decoded as an image"):
+    with pytest.raises(SystemExit, match=r"^lightning-vae reconstruct: error: \S*broken.png: "
+                       r"cannot be decoded as an image"):
         main(["reconstruct", sources["folder"], str(tmp_path / "broken.png"),
               "--out", str(tmp_path / "out")])
 
@@ -113,17 +119,76 @@ def test_inputs_that_would_overwrite_each_other_are_refused(sources, tmp_path):
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         Image.new("L", (28, 28)).save(tmp_path / sub / "same.png")
-    with pytest.raises(ValueError, match=r"would both be written as same.png"):
+    with pytest.raises(SystemExit, match=r"would both be written as same.png"):
         main(["reconstruct", sources["folder"], str(tmp_path / "a" / "same.png"),
               str(tmp_path / "b" / "same.png"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("argv, error, message", [
-    (["sample", "missing.ckpt"], FileNotFoundError, "no checkpoint file at missing.ckpt"),
-    (["reconstruct", "{folder}", "nowhere.png"], FileNotFoundError,
-     "no image file or folder at nowhere.png"),
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "missing.ckpt"], "no checkpoint file at missing.ckpt"),
+    (["reconstruct", "{folder}", "nowhere.png"], "no image file or folder at nowhere.png"),
+    (["sample", "{folder}/config.json"], "config.json is not a PyTorch checkpoint"),
+    (["sample", "no-such-folder"], "no folder 'no-such-folder' here, and config.json of Hub repo"),
+    (["sample", ""], "no model folder at '', and it is not a Hub repo id"),
+    (["sample", "{folder}", "--device", "gpu0"], "--device 'gpu0' is not a device"),
 ])
-def test_missing_model_or_input_is_named(argv, error, message, sources, tmp_path):
-    with pytest.raises(error, match=message):
+def test_missing_or_wrong_model_or_input_is_named_in_one_line(argv, message, sources, offline,
+                                                               tmp_path):
+    with pytest.raises(SystemExit) as stopped:
         main([arg.format(**sources) for arg in argv] + ["--out", str(tmp_path / "out")])
+    assert str(stopped.value).startswith(f"lightning-vae {argv[0]}: error: ")
+    assert message in str(stopped.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_gpu_this_machine_lacks_is_refused_with_the_fix(sources, tmp_path):
+    with pytest.raises(SystemExit, match=r"--device cuda:0: this torch .* sees no CUDA GPU; use "
+                       r"--device cpu"):
+        main(["sample", sources["folder"], "--out", str(tmp_path / "s.png"), "--device", "cuda:0"])
+
+
+@pytest.mark.parametrize("name, image_format", [("grid.png", "PNG"), ("grid.JPG", "JPEG"),
+                                                ("grid.webp", "WEBP")])
+def test_sample_writes_the_format_the_file_name_names(name, image_format, sources, tmp_path):
+    main(["sample", sources["folder"], "-n", "4", "--out", str(tmp_path / name)])
+    with Image.open(tmp_path / name) as grid:
+        assert grid.format == image_format
+
+
+@pytest.mark.parametrize("out, message", [
+    ("grid.pngx", "no image format has the extension '.pngx'"),
+    ("folder", "is a folder; give the path of a file to write"),
+    ("a_file/grid.png", "part of its folder's path is a file"),
+])
+def test_an_output_path_that_cannot_be_an_image_file_is_refused(out, message, sources, tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("in the way")
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        main(["sample", sources["folder"], "--out", str(tmp_path / out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]
+
+
+def write_capped(argv: list[str], max_bytes: int) -> subprocess.CompletedProcess:
+    """``lightning-vae ARGV`` in a child process that may write files of at most ``max_bytes``
+    (RLIMIT_FSIZE): a write beyond fails with EFBIG, as on a full disk."""
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return subprocess.run([sys.executable, "-m", "lightning_vae.cli", *argv], preexec_fn=cap,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_a_failed_write_leaves_the_earlier_picture_whole(sources, tmp_path):
+    out = tmp_path / "grid.png"
+    main(["sample", sources["folder"], "-n", "64", "--out", str(out)])
+    before = out.read_bytes()
+    failed = write_capped(["sample", sources["folder"], "-n", "64", "--seed", "1",
+                           "--out", str(out)], max_bytes=len(before) // 2)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f"lightning-vae sample: error: cannot write {out} (File too "
+                                    "large); it was left as it was")
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left
