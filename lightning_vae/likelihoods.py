@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from lightning_vae.distributions import gaussian_log_density
+from lightning_vae.objectives import is_real
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -67,8 +68,15 @@ class GaussianHead(nn.Module):
     def __init__(self, channels: int, sigma: float = 0.1, learn_sigma: bool = False,
                  sigma_min: float = 1e-3) -> None:
         super().__init__()
-        if not sigma > sigma_min:
-            raise ValueError(f"gaussian sigma must exceed sigma_min={sigma_min}, got {sigma}")
+        if not is_real(sigma_min) or sigma_min <= 0:
+            raise ValueError(f"gaussian likelihood_options sigma_min must be a number > 0 (the "
+                             f"floor of a learned sigma), got {sigma_min!r}")
+        if not is_real(sigma) or sigma <= sigma_min:
+            raise ValueError(f"gaussian likelihood_options sigma must be a number > "
+                             f"sigma_min={sigma_min}, got {sigma!r}")
+        if not isinstance(learn_sigma, bool):
+            raise ValueError(f"gaussian likelihood_options learn_sigma must be true or false, "
+                             f"got {learn_sigma!r}")
         self.sigma_min = sigma_min
         raw = math.log(math.expm1(sigma - sigma_min))  # inverse softplus
         init = torch.full((1, channels, 1, 1), raw)
@@ -92,5 +100,9 @@ def build_likelihood(name: str, channels: int, **options) -> nn.Module:
             raise ValueError(f"the bernoulli likelihood takes no options, got {sorted(options)}")
         return BernoulliHead()
     if name == "gaussian":
-        return GaussianHead(channels, **options)
+        try:
+            return GaussianHead(channels, **options)
+        except TypeError as error:
+            raise ValueError(f"bad likelihood_options {options} for the gaussian likelihood: "
+                             f"{error}; it takes sigma, learn_sigma and sigma_min") from None
     raise ValueError(f"unknown likelihood {name!r}; choose one of {LIKELIHOODS}")

@@ -19,7 +19,7 @@ from lightning_vae.hub_mixin import VAEHubMixin
 from lightning_vae.likelihoods import build_likelihood
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
 from lightning_vae.nets import build_architecture
-from lightning_vae.objectives import build_schedule, is_real
+from lightning_vae.objectives import build_schedule, is_int, is_real
 from lightning_vae.preprocess import (
     ImageInput,
     OutputType,
@@ -138,11 +138,17 @@ class VAE(pl.LightningModule, VAEHubMixin):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if not isinstance(image_shape, (list, tuple)) or len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}")
         image_shape = tuple(image_shape)
-        if len(image_shape) != 3 or min(image_shape) < 1:
-            raise ValueError(f"image_shape must be (channels, height, width), got {image_shape}")
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        for axis, size in zip(("channels", "height", "width"), image_shape, strict=True):
+            check_int(f"image_shape {axis}", size, 1)
+        for name, value, minimum in (("latent_dim", latent_dim, 1), ("iw_samples", iw_samples, 0),
+                                     ("iw_chunk_size", iw_chunk_size, 1)):
+            check_int(name, value, minimum)
+        for name, value in (("fused_optimizer", fused_optimizer),
+                            ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
+            check_bool(name, value)
         check_optimizer(optimizer)
         if not is_real(lr) or lr <= 0:
             raise ValueError(f"lr must be a number > 0, got {lr!r}")
@@ -174,8 +180,6 @@ class VAE(pl.LightningModule, VAEHubMixin):
             stage: nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in ELBO_TERMS})
             for stage in ("val", "test")
         })
-        if iw_samples < 0:
-            raise ValueError(f"iw_samples must be >= 0 (0 turns test/nll_iw off), got {iw_samples}")
         self.active_units = nn.ModuleDict({
             stage: ActiveUnits(latent_dim) for stage in ("val", "test")})
         self.test_kl_per_dim = KLPerDimension(latent_dim)
@@ -436,6 +440,21 @@ class VAE(pl.LightningModule, VAEHubMixin):
         return build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
                                self.hparams.weight_decay,
                                fused=self.hparams.fused_optimizer)
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """Refuse an integer argument that is no int >= ``minimum``, naming it: a float such as 32.0,
+    a string "32" or a bool, as a hand-edited config.json may hold, would fail later in torch."""
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be >= {minimum} (an int), got {value!r} of type "
+                         f"{type(value).__name__}")
+
+
+def check_bool(name: str, value: object) -> None:
+    """Refuse a switch that is no bool, naming it: a string "false" would turn it on."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false (a bool), got {value!r} of type "
+                         f"{type(value).__name__}")
 
 
 def images_of(batch: Any) -> Tensor:

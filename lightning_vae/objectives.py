@@ -38,6 +38,26 @@ def is_real(value: object) -> bool:
             and math.isfinite(value))
 
 
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an int and not a bool (True is an int to Python): what a count of
+    steps, samples or units must be, where a float such as 5000.0 or a string "5000" from a
+    hand-edited config.json would otherwise fail later with an error naming no option."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_option(schedule: str, option: str, value: object, valid: bool, expected: str) -> None:
+    """Refuse a β schedule's option that is not ``valid``, naming the schedule, the option, its
+    value and what it must be (``expected``)."""
+    if not valid:
+        raise ValueError(f"beta_schedule {schedule!r} needs {option} {expected}, got "
+                         f"{option}={value!r}")
+
+
+def check_steps(schedule: str, option: str, value: object) -> None:
+    """Refuse a schedule length (optimizer steps) that is no int >= 1."""
+    check_option(schedule, option, value, is_int(value) and value >= 1, ">= 1 (an int)")
+
+
 class ConstantBeta:
     """loss = recon + β·KL with a fixed β (β = 1 is the VAE of Kingma & Welling 2014;
     β > 1 the β-VAE of Higgins et al. 2017)."""
@@ -68,8 +88,7 @@ class LinearWarmup(ConstantBeta):
 
     def __init__(self, beta: float, steps: int) -> None:
         super().__init__(beta)
-        if steps < 1:
-            raise ValueError(f"linear warm-up needs steps >= 1, got {steps}")
+        check_steps("linear", "steps", steps)
         self.steps = steps
 
     def beta(self, step: int) -> float:
@@ -84,11 +103,12 @@ class CyclicalAnnealing(ConstantBeta):
     def __init__(self, beta: float, cycle_steps: int, ratio: float = 0.5,
                  cycles: int | None = None) -> None:
         super().__init__(beta)
-        if cycle_steps < 1 or not 0 < ratio <= 1:
-            raise ValueError(
-                f"cyclical annealing needs cycle_steps >= 1 and 0 < ratio <= 1, got "
-                f"cycle_steps={cycle_steps}, ratio={ratio}"
-            )
+        check_steps("cyclical", "cycle_steps", cycle_steps)
+        check_option("cyclical", "ratio", ratio, is_real(ratio) and 0 < ratio <= 1,
+                     "in (0, 1] (a number)")
+        check_option("cyclical", "cycles", cycles,
+                     cycles is None or (is_int(cycles) and cycles >= 1),
+                     ">= 1 (an int), or null to cycle until training ends")
         self.cycle_steps, self.ratio, self.cycles = cycle_steps, ratio, cycles
 
     def beta(self, step: int) -> float:
@@ -105,11 +125,9 @@ class CapacityObjective(ConstantBeta):
 
     def __init__(self, beta: float, capacity_max: float, steps: int) -> None:
         super().__init__(beta)
-        if steps < 1 or capacity_max < 0:
-            raise ValueError(
-                f"the capacity objective needs steps >= 1 and capacity_max >= 0, got "
-                f"steps={steps}, capacity_max={capacity_max}"
-            )
+        check_option("capacity", "capacity_max", capacity_max,
+                     is_real(capacity_max) and capacity_max >= 0, ">= 0 (a finite number of nats)")
+        check_steps("capacity", "steps", steps)
         self.capacity_max, self.steps = capacity_max, steps
 
     def capacity(self, step: int) -> float:
@@ -134,9 +152,12 @@ SCHEDULES: dict[str, Callable[..., ConstantBeta]] = {
 def build_schedule(beta: float, spec: str | dict[str, Any]) -> ConstantBeta:
     """The schedule named by ``spec``: a name, or a dict with ``name`` and the schedule's options,
     e.g. ``{"name": "linear", "steps": 5000}``."""
+    if not isinstance(spec, (str, dict)):
+        raise ValueError(f"beta_schedule must be a name or a dict with a name, got {spec!r}, "
+                         'e.g. "constant" or {"name": "linear", "steps": 5000}')
     options = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = options.pop("name", None)
-    if name not in SCHEDULES:
+    if not isinstance(name, str) or name not in SCHEDULES:
         raise ValueError(
             f"unknown beta_schedule {name!r}; choose one of {sorted(SCHEDULES)}, e.g. "
             '{"name": "linear", "steps": 5000}'

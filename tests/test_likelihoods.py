@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -34,6 +36,29 @@ def test_fixed_gaussian_sigma_is_not_a_parameter_and_mean_is_in_unit_range():
     assert list(head.parameters()) == []
     mean = head(torch.tensor([[[[-50.0, 50.0]]]])).mean
     assert mean.min() >= 0 and mean.max() <= 1
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sigma": "0.1"}, "sigma must be a number > sigma_min=0.001, got '0.1'"),
+    ({"sigma": float("nan")}, "sigma must be a number > sigma_min=0.001, got nan"),
+    ({"sigma": True}, "sigma must be a number > sigma_min=0.001, got True"),
+    ({"sigma": 0.001}, "sigma must be a number > sigma_min=0.001, got 0.001"),
+    ({"sigma_min": "0.001"}, "sigma_min must be a number > 0 (the floor of a learned sigma), "
+                             "got '0.001'"),
+    ({"sigma_min": 0}, "sigma_min must be a number > 0 (the floor of a learned sigma), got 0"),
+    ({"learn_sigma": "false"}, "learn_sigma must be true or false, got 'false'"),
+    ({"learn_sigma": 1}, "learn_sigma must be true or false, got 1"),
+])
+def test_a_gaussian_option_of_the_wrong_type_or_range_is_refused_naming_it(options, message):
+    with pytest.raises(ValueError, match=re.escape(f"gaussian likelihood_options {message}")):
+        build_likelihood("gaussian", channels=1, **options)
+
+
+def test_an_unknown_gaussian_option_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=re.escape(
+            "bad likelihood_options {'sigmaa': 0.1} for the gaussian likelihood: ")
+            + ".*'sigmaa'.*takes sigma, learn_sigma and sigma_min"):
+        build_likelihood("gaussian", channels=1, sigmaa=0.1)
 
 
 def test_unknown_likelihood_names_the_choices():

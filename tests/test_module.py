@@ -1,5 +1,7 @@
 import csv
+import json
 import math
+import re
 
 import pytest
 import pytorch_lightning as pl
@@ -175,6 +177,99 @@ def test_users_can_register_their_own_architecture():
 def test_bad_configuration_raises_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAE(**kwargs)
+
+
+@pytest.mark.parametrize("arch, option, value", [
+    ("conv", "channels", []),
+    ("conv", "channels", [-4, 64]),
+    ("conv", "channels", [0, 64]),
+    ("conv", "channels", [32.0, 64]),
+    ("conv", "channels", [True, 64]),
+    ("conv", "channels", 64),
+    ("conv", "channels", "64"),
+    ("conv", "hidden_dim", -1),
+    ("conv", "hidden_dim", 0),
+    ("conv", "hidden_dim", 256.0),
+    ("conv", "hidden_dim", True),
+    ("conv", "hidden_dim", "256"),
+    ("mlp", "hidden_dims", [0]),
+    ("mlp", "hidden_dims", []),
+    ("mlp", "hidden_dims", [512.0]),
+    ("mlp", "hidden_dims", [False]),
+    ("mlp", "hidden_dims", 512),
+])
+def test_a_layer_width_that_is_no_int_at_least_one_is_refused_naming_the_option(arch, option,
+                                                                                 value):
+    with pytest.raises(ValueError, match=re.escape(f"arch_options {option!r} must be") + ".*"
+                       + re.escape(f"got {value!r}")):
+        VAE(arch=arch, arch_options={option: value})
+
+
+@pytest.mark.parametrize("arch", ["conv", "mlp"])
+def test_an_activation_that_is_no_name_is_refused_naming_the_option(arch):
+    with pytest.raises(ValueError, match=re.escape(
+            "unknown activation ['relu'] (arch_options 'activation'); choose one of")):
+        VAE(arch=arch, arch_options={"activation": ["relu"]})
+
+
+@pytest.mark.parametrize("name, value, minimum", [
+    ("latent_dim", 32.0, 1),
+    ("latent_dim", "32", 1),
+    ("latent_dim", True, 1),
+    ("latent_dim", 0, 1),
+    ("iw_samples", "5", 0),
+    ("iw_samples", 5.0, 0),
+    ("iw_samples", False, 0),
+    ("iw_samples", -1, 0),
+    ("iw_chunk_size", "100", 1),
+    ("iw_chunk_size", True, 1),
+    ("iw_chunk_size", 0, 1),
+])
+def test_an_integer_argument_that_is_no_int_in_range_is_refused_naming_it(name, value, minimum):
+    with pytest.raises(ValueError, match=re.escape(
+            f"{name} must be >= {minimum} (an int), got {value!r} of type "
+            f"{type(value).__name__}")):
+        VAE(**{name: value})
+
+
+@pytest.mark.parametrize("image_shape, message", [
+    ((1, 28.0, 28), "image_shape height must be >= 1 (an int), got 28.0 of type float"),
+    ((True, 28, 28), "image_shape channels must be >= 1 (an int), got True of type bool"),
+    ([1, 28, "28"], "image_shape width must be >= 1 (an int), got '28' of type str"),
+    ((1, 0, 28), "image_shape height must be >= 1 (an int), got 0 of type int"),
+    (28, "image_shape must be (channels, height, width), got 28"),
+])
+def test_an_image_shape_that_is_no_three_ints_is_refused_naming_the_entry(image_shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VAE(image_shape=image_shape)
+
+
+@pytest.mark.parametrize("name", ["fused_optimizer", "channels_last", "cuda_graph"])
+@pytest.mark.parametrize("value", ["false", "no", 0, 1, None])
+def test_a_switch_that_is_no_bool_is_refused_naming_it(name, value):
+    """A string "false" from a hand-edited config.json is truthy: it would turn the switch on."""
+    with pytest.raises(ValueError, match=re.escape(
+            f"{name} must be true or false (a bool), got {value!r} of type "
+            f"{type(value).__name__}")):
+        VAE(**{name: value})
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("latent_dim", 2.0, "latent_dim must be >= 1 (an int), got 2.0"),
+    ("cuda_graph", "false", "cuda_graph must be true or false (a bool), got 'false'"),
+    ("arch_options", {"channels": [0, 8], "hidden_dim": 8}, "arch_options 'channels'"),
+    ("likelihood_options", {"sigma": "0.1"}, "likelihood_options sigma"),
+    ("beta_schedule", {"name": "cyclical", "cycle_steps": 10, "cycles": 0}, "got cycles=0"),
+])
+def test_from_pretrained_of_a_config_json_with_a_bad_value_names_the_key(tmp_path, key, value,
+                                                                         named):
+    VAE(arch="conv", image_shape=(1, 8, 8), latent_dim=2, likelihood="gaussian",
+        arch_options={"channels": [4, 8], "hidden_dim": 8}).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {key: value}))
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path}: config.json does not build a model: ") + ".*" + re.escape(named)):
+        VAE.from_pretrained(tmp_path)
 
 
 def test_testing_a_checkpoint_weights_the_kl_with_the_beta_it_was_saved_at(tmp_path):

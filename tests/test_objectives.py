@@ -53,6 +53,8 @@ def test_build_schedule_from_name_and_dict():
     ("cosine", "unknown beta_schedule"),
     ({"name": "linear", "step": 10}, "bad options"),
     ({"name": "linear", "steps": 0}, "steps >= 1"),
+    (None, "beta_schedule must be a name or a dict with a name, got None"),
+    ({"name": ["linear"]}, r"unknown beta_schedule \['linear'\]"),
 ])
 def test_bad_schedules_raise_clear_errors(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -64,6 +66,34 @@ def test_a_beta_that_is_no_number_at_least_zero_is_refused_naming_it(beta):
     with pytest.raises(ValueError, match=re.escape(f"beta must be a number >= 0 (1: the plain "
                                                    f"VAE), got {beta!r}")):
         build_schedule(beta, {"name": "linear", "steps": 10})
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("spec, option", [
+    *(({"name": "linear", "steps": steps}, "steps") for steps in (0, 10.0, "10", True, INF)),
+    *(({"name": "cyclical", "cycle_steps": steps}, "cycle_steps") for steps in (0, 10.0, None)),
+    *(({"name": "cyclical", "cycle_steps": 10, "ratio": ratio}, "ratio")
+      for ratio in (0, 1.5, NAN, "0.5", True)),
+    *(({"name": "cyclical", "cycle_steps": 10, "cycles": cycles}, "cycles")
+      for cycles in (0, -1, 2.0, "2", True)),
+    *(({"name": "capacity", "capacity_max": capacity, "steps": 10}, "capacity_max")
+      for capacity in (NAN, INF, -1.0, "25", None)),
+    *(({"name": "capacity", "capacity_max": 25.0, "steps": steps}, "steps")
+      for steps in (0, 10.0, "10")),
+])
+def test_a_schedule_option_of_the_wrong_type_or_range_is_refused_naming_it(spec, option):
+    """A NaN capacity would make the loss NaN; cycles=0 would hold β constant from step 0."""
+    with pytest.raises(ValueError, match=re.escape(f"beta_schedule {spec['name']!r} needs "
+                                                   f"{option} ") + ".*"
+                       + re.escape(f"got {option}={spec[option]!r}")):
+        build_schedule(1.0, spec)
+
+
+def test_cycles_may_be_left_out_to_cycle_until_training_ends():
+    schedule = build_schedule(1.0, {"name": "cyclical", "cycle_steps": 10, "cycles": None})
+    assert [schedule.beta(s) for s in (0, 5, 1000, 1005)] == [0.0, 1.0, 0.0, 1.0]
 
 
 def test_beta_may_be_any_real_number_at_least_zero():

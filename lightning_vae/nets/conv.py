@@ -6,13 +6,20 @@ from itertools import pairwise
 
 from torch import nn
 
-from lightning_vae.nets.registry import make_activation, register_architecture
+from lightning_vae.nets.registry import (
+    check_width,
+    check_widths,
+    make_activation,
+    register_architecture,
+)
 
 
 @register_architecture("conv")
 def build_conv(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
                channels: Sequence[int] = (32, 64), hidden_dim: int = 256,
                activation: str = "relu") -> tuple[nn.Module, nn.Module]:
+    check_widths("channels", channels)
+    check_width("hidden_dim", hidden_dim)
     in_channels, height, width = image_shape
     factor = 2 ** len(channels)
     if height % factor or width % factor:

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from torch import nn
 
-from lightning_vae.nets.registry import make_activation, register_architecture
+from lightning_vae.nets.registry import check_widths, make_activation, register_architecture
 
 
 def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
@@ -23,6 +23,7 @@ def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
 def build_mlp(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int,
               hidden_dims: Sequence[int] = (512, 256), activation: str = "relu"
               ) -> tuple[nn.Module, nn.Module]:
+    check_widths("hidden_dims", hidden_dims)
     channels, height, width = image_shape
     hidden = list(hidden_dims)
     encoder = nn.Sequential(

@@ -10,6 +10,8 @@ from typing import Any
 
 from torch import nn
 
+from lightning_vae.objectives import is_int
+
 ArchitectureBuilder = Callable[..., tuple[nn.Module, nn.Module]]
 _ARCHITECTURES: dict[str, ArchitectureBuilder] = {}
 
@@ -51,8 +53,25 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def check_width(option: str, value: object) -> None:
+    """Refuse an ``arch_options`` layer width that is no int >= 1: a 0-width layer would build a
+    model that cannot learn, and a negative one fails deep inside torch."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"arch_options {option!r} must be an int >= 1 (e.g. 256), got "
+                         f"{value!r}")
+
+
+def check_widths(option: str, values: object) -> None:
+    """Refuse ``arch_options`` widths that are not a non-empty list of ints >= 1 (one a layer)."""
+    if (not isinstance(values, (list, tuple)) or not values
+            or not all(is_int(value) and value >= 1 for value in values)):
+        raise ValueError(f"arch_options {option!r} must be a non-empty list of ints >= 1 (one "
+                         f"width per layer, e.g. [32, 64]), got {values!r}")
+
+
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module by name."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r} (arch_options 'activation'); choose one "
+                         f"of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
