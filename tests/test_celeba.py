@@ -1,5 +1,6 @@
 """CelebADataModule on a generated miniature CelebA in the official layout."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from lightning_vae.data.celeba import (
     download_celeba,
     hub_mirrors,
     read_attributes,
+    read_partition,
 )
 from lightning_vae.data.device_loader import DeviceLoader
 from lightning_vae.data.download import DownloadError
@@ -113,6 +115,58 @@ def test_attribute_file_with_a_wrong_count_is_refused(tmp_path):
         read_attributes(path)
 
 
+def test_partition_listing_an_image_in_two_splits_is_refused(tmp_path):
+    path = tmp_path / "list_eval_partition.txt"
+    path.write_text("000001.jpg 0\n000002.jpg 0\n000001.jpg 2\n")
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path}, line 3: 000001.jpg is listed again, in the test split (line 1 put it in "
+            "the train split)")):
+        read_partition(path)
+
+
+@pytest.mark.parametrize(("name", "reader"), [("list_eval_partition.txt", read_partition),
+                                              ("list_attr_celeba.txt", read_attributes)])
+def test_binary_annotation_file_is_named_instead_of_a_decoding_error(tmp_path, name, reader):
+    path = tmp_path / name
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not a text file")):
+        reader(path)
+
+
+def remove_images(mini, kept: int) -> Path:
+    """Delete all but the first `kept` images of `mini`'s folder, as an interrupted unzip leaves
+    it; returns the folder."""
+    folder = mini.folder / "img_align_celeba"
+    for name in mini.files[kept:]:
+        (folder / name).unlink()
+    return folder
+
+
+@pytest.mark.parametrize(("kept", "download"), [(5, False), (23, True)])
+def test_incomplete_image_folder_counts_the_missing_images_and_says_how_to_fix_it(
+        tmp_path, kept, download):
+    folder = remove_images(make_celeba(tmp_path / "celeba"), kept)
+    with pytest.raises(FileNotFoundError) as error:
+        datamodule(tmp_path, download=download)
+    message = str(error.value)
+    partition = tmp_path / "celeba" / "list_eval_partition.txt"
+    assert f"{folder}/ lacks {24 - kept} of the 24 images listed in {partition}" in message
+    assert f"{kept + 1:06d}.jpg" in message and "incompletely extracted" in message
+    assert "unzip -o img_align_celeba.zip" in message and f"delete {folder}/" in message
+    assert ("pass download=True" in message) != download
+
+
+def test_incomplete_image_folder_gives_way_to_the_complete_zip_beside_it(tmp_path):
+    make_celeba(tmp_path / "zipped" / "celeba", zipped=True)
+    make_celeba(tmp_path / "both" / "celeba", zipped=True)
+    remove_images(make_celeba(tmp_path / "both" / "celeba"), kept=5)
+    with pytest.warns(UserWarning, match=r"lacks 19 of the 24 images .* read from .*\.zip"):
+        from_both = datamodule(tmp_path / "both")
+    from_zip = datamodule(tmp_path / "zipped")
+    for split in ("train", "val", "test"):
+        torch.testing.assert_close(from_both.splits[split][0], from_zip.splits[split][0])
+
+
 def test_same_settings_reuse_the_cache(tmp_path):
     make_celeba(tmp_path / "celeba")
     datamodule(tmp_path)
@@ -202,6 +256,16 @@ def test_unwritable_cache_folder_says_to_pass_cache_dir(tmp_path):
 def test_crop_that_does_not_fit_celeba_is_refused():
     with pytest.raises(ValueError, match=r"crop_size=200 must lie in \[1, 178\]"):
         CelebADataModule(crop_size=200)
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"crop_size": 148.0}, TypeError, "crop_size=148.0: expected an integer >= 1, got a float"),
+    ({"image_size": "64"}, TypeError, "image_size='64': expected an integer >= 1, got a str"),
+    ({"batch_size": 0}, ValueError, "batch_size=0: expected an integer >= 1"),
+])
+def test_numeric_options_of_a_wrong_type_or_range_are_refused_by_name(options, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        CelebADataModule(**options)
 
 
 def test_dataloader_fallback_gives_the_same_batches(tmp_path):

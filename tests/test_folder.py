@@ -2,7 +2,9 @@
 files that cannot be used listed by name and skipped."""
 
 import csv
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+import lightning_vae.data.folder as folder_module
 from lightning_vae import VAE
 from lightning_vae.cli import main
 from lightning_vae.data import ImageFolderDataModule
@@ -182,6 +185,33 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         datamodule(tmp_path / "empty").setup("fit")
 
 
+def write_text_files(root: Path, names: list[str]) -> Path:
+    """Text files named like images, none of which can be decoded."""
+    root.mkdir()
+    for name in names:
+        (root / name).write_text("nope\n")
+    return root
+
+
+def test_folder_without_a_usable_image_says_in_the_error_why_each_file_fails(tmp_path):
+    bad = write_text_files(tmp_path / "bad", ["x.png", "y.jpg"])
+    with pytest.raises(ValueError, match=r"none of the 2 image files in .* can be used") as error:
+        datamodule(bad).prepare_data()
+    for name in ("x.png", "y.jpg"):
+        assert f"{bad / name}: cannot be decoded as an image" in str(error.value)
+
+
+def test_folder_without_a_usable_image_counts_the_files_it_leaves_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder_module, "SHOWN_SKIPPED", 2)
+    bad = write_text_files(tmp_path / "bad", ["a.png", "b.png", "c.png"])
+    with pytest.raises(ValueError, match=r"b\.png: cannot be decoded") as error:
+        datamodule(bad).setup("fit")
+    listed = re.search(r"\.\.\. and 1 more, all listed in (\S+\.json)", str(error.value))
+    assert "c.png" not in str(error.value) and listed
+    assert [name for name, _ in json.loads(Path(listed[1]).read_text())["skipped"]] == [
+        "a.png", "b.png", "c.png"]
+
+
 def test_missing_folder_says_which_option_to_set(tmp_path):
     with pytest.raises(FileNotFoundError, match="data_dir"):
         datamodule(tmp_path / "nowhere").setup("fit")
@@ -202,6 +232,20 @@ def test_too_few_images_for_the_split_is_a_clear_error(tmp_path):
 ])
 def test_invalid_options_are_refused(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
+        datamodule(tmp_path, **options)
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"batch_size": "64"}, TypeError, "batch_size='64': expected an integer >= 1, got a str"),
+    ({"eval_batch_size": 0}, ValueError, "eval_batch_size=0: expected an integer >= 1"),
+    ({"image_size": 16.5}, TypeError, "image_size=16.5: expected an integer >= 1, got a float"),
+    ({"crop_size": 0}, ValueError, "crop_size=0: expected an integer >= 1"),
+    ({"val_fraction": "0.1"}, TypeError, "val_fraction='0.1': expected a number, got a str"),
+    ({"seed": -1}, ValueError, "seed=-1: expected an integer >= 0"),
+])
+def test_numeric_options_of_a_wrong_type_or_range_are_refused_by_name(tmp_path, options, error,
+                                                                       message):
+    with pytest.raises(error, match=re.escape(message)):
         datamodule(tmp_path, **options)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import write_tiny_mnist
 from torch.utils.data import DataLoader
 
 from lightning_vae.data.device_loader import DeviceLoader
-from lightning_vae.data.idx import read_idx, write_idx
+from lightning_vae.data.idx import IDXError, read_idx, write_idx
 from lightning_vae.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from lightning_vae.data.sources import FASHION_MNIST, MNIST, locate_files
 
@@ -274,6 +275,62 @@ def test_invalid_arguments_name_the_value() -> None:
         MNISTDataModule(binarize="yes")
     with pytest.raises(ValueError, match="loader='gpu'"):
         MNISTDataModule(loader="gpu")
+
+
+@pytest.mark.parametrize(("option", "error", "message"), [
+    ({"val_size": 2.5}, TypeError, "val_size=2.5: expected an integer >= 0, got a float"),
+    ({"val_size": -1}, ValueError, "val_size=-1: expected an integer >= 0"),
+    ({"batch_size": "64"}, TypeError, "batch_size='64': expected an integer >= 1, got a str"),
+    ({"eval_batch_size": 0}, ValueError, "eval_batch_size=0: expected an integer >= 1"),
+    ({"seed": 1.0}, TypeError, "seed=1.0: expected an integer >= 0, got a float"),
+])
+def test_numeric_arguments_of_a_wrong_type_or_range_are_refused_by_name(
+    option: dict, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        MNISTDataModule(**option)
+
+
+def test_batch_larger_than_the_training_split_with_drop_last_fails_at_setup(
+    tiny_mnist_dir: Path,
+) -> None:
+    dm = MNISTDataModule(
+        str(tiny_mnist_dir), val_size=32, download=False, batch_size=300, drop_last=True
+    )
+    with pytest.raises(ValueError, match=re.escape(
+        "batch_size=300 with drop_last=True leaves no training batch: MNISTDataModule has 224 "
+        "training images. Pass a batch_size of at most 224, or drop_last=False"
+    )):
+        dm.setup("fit")
+    dm.setup("test")  # testing alone needs no training batch
+    assert len(dm.test_dataloader()) == 1
+
+
+def corrupt_the_middle(path: Path) -> None:
+    """Flip 64 bytes in the middle of a .gz; its header and its trailer (the uncompressed size
+    that locate_files checks) stay intact."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_damaged_image_file_advice_fits_the_download_option_and_names_the_md5(
+    tiny_mnist_dir: Path, download: bool
+) -> None:
+    images = tiny_mnist_dir / "train-images-idx3-ubyte.gz"
+    corrupt_the_middle(images)
+    dm = MNISTDataModule(str(tiny_mnist_dir), val_size=32, download=download)
+    dm.prepare_data()  # the header and size are right: the file is taken, nothing downloaded
+    with pytest.raises(IDXError) as error:
+        dm.setup("fit")
+    message = str(error.value)
+    assert message.startswith(f"{images}: ") and "delete it and " in message
+    assert ("pass download=True" in message) != download
+    assert f"into {tiny_mnist_dir / 'MNIST' / 'raw'}" in message
+    assert MNIST.files["train_images"].md5 in message
+    assert "IDX bytes have MD5 6bbc9ace898e44ae57da46a324031adb" in message
 
 
 def test_val_size_too_large_names_the_file(tiny_mnist_dir: Path) -> None:

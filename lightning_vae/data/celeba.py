@@ -1,7 +1,8 @@
 """CelebA (Liu et al., 2015) as a LightningDataModule: aligned face photos, colour, official split.
 
 - Files, in torchvision's layout: ``img_align_celeba/`` (the 202 599 aligned 178x218 JPEGs) or
-  ``img_align_celeba.zip`` (read without unpacking), ``list_eval_partition.txt`` (the official
+  ``img_align_celeba.zip`` (read without unpacking; also when the folder beside it lacks images,
+  as an interrupted unzip leaves it), ``list_eval_partition.txt`` (the official
   split: 0 train, 1 valid, 2 test) and, for ``return_attributes=True``, ``list_attr_celeba.txt``
   (40 attributes of -1/1). Looked for in ``data_dir/celeba``, ``data_dir``, then the same two under
   ``$LIGHTNING_VAE_DATA``.
@@ -18,11 +19,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
 from lightning_vae.data.device_loader import LoaderKind, check_options
@@ -39,6 +42,10 @@ INPUT_SIZE = (178, 218)
 """(width, height) of every aligned CelebA image; the crop is only meaningful at this size."""
 SPLITS = {"train": 0, "val": 1, "test": 2}
 """Split name → its code in list_eval_partition.txt."""
+SPLIT_NAMES = {code: name for name, code in SPLITS.items()}
+DAMAGED = "the file is damaged: delete it and download it again"
+SHOWN_MISSING = 3
+"""Missing images named in the error; the count says how many more."""
 NUM_ATTRIBUTES = 40
 
 MD5 = {
@@ -170,18 +177,32 @@ def _missing_message(dirs: list[Path], wanted: list[str], target: Path) -> str:
 
 
 def read_partition(path: Path) -> dict[int, list[str]]:
-    """list_eval_partition.txt → {0: train file names, 1: valid, 2: test}, in file order."""
+    """list_eval_partition.txt → {0: train file names, 1: valid, 2: test}, in file order.
+
+    An image listed twice is refused: the splits would overlap, and a model would be tested on
+    images it was trained on."""
     splits: dict[int, list[str]] = {code: [] for code in SPLITS.values()}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    seen: dict[str, tuple[int, int]] = {}  # image → (line, split code) where first listed
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise _not_text(path, error) from None
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
             raise ValueError(
-                f"{path}, line {number}: expected '<image>.jpg <0|1|2>', got {line!r}; "
-                "the file is damaged: delete it and download it again"
-            )
-        splits[int(fields[1])].append(fields[0])
+                f"{path}, line {number}: expected '<image>.jpg <0|1|2>', got {line!r}; {DAMAGED}")
+        name, code = fields[0], int(fields[1])
+        if name in seen:
+            first, first_code = seen[name]
+            raise ValueError(
+                f"{path}, line {number}: {name} is listed again, in the {SPLIT_NAMES[code]} "
+                f"split (line {first} put it in the {SPLIT_NAMES[first_code]} split); each "
+                f"image belongs to one split only: {DAMAGED}")
+        seen[name] = (number, code)
+        splits[code].append(name)
     return splits
 
 
@@ -191,9 +212,12 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     The official layout: a line with the image count, a line with the names, then one line per
     image, ``<image>.jpg`` and 40 values of -1 or 1 separated by runs of spaces.
     """
-    fix = "the file is damaged: delete it and download it again"
-    with path.open() as lines:
-        count, names = lines.readline().strip(), lines.readline().split()
+    fix = DAMAGED
+    try:
+        with path.open(encoding="utf-8") as lines:
+            count, names = lines.readline().strip(), lines.readline().split()
+    except UnicodeDecodeError as error:
+        raise _not_text(path, error) from None
     if not count.isdigit() or len(names) != NUM_ATTRIBUTES:
         raise ValueError(
             f"{path}: expected the image count on line 1 and 40 attribute names on line 2; {fix}")
@@ -212,6 +236,61 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     if len(images) != int(count):
         raise ValueError(f"{path}: line 1 announces {count} images, found {len(images)}; {fix}")
     return names, images, (values + 1) // 2
+
+
+def _not_text(path: Path, error: UnicodeDecodeError) -> ValueError:
+    """The error for an annotation file that is not text (a binary file saved under its name)."""
+    return ValueError(f"{path}: not a text file ({error}); {DAMAGED}")
+
+
+def check_image_folder(
+    files: CelebAFiles, partition: dict[int, list[str]], download: bool
+) -> CelebAFiles:
+    """`files`, once its ``img_align_celeba/`` folder is known to hold every image `partition`
+    lists. A folder lacking some (an interrupted unzip, a deleted file) gives way, with a
+    warning, to the zip beside it when that holds them all; else a FileNotFoundError counts the
+    missing images and says how to fix the folder (as fits `download`). A zip's members are
+    checked as it is read."""
+    if files.images.suffix == ".zip":
+        return files
+    folder, archive = files.images / IMAGE_DIR, files.folder / IMAGE_ZIP
+    listed = [name for names in partition.values() for name in names]
+    present = set(os.listdir(folder))
+    missing = [name for name in listed if name not in present]
+    if not missing:
+        return files
+    more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+    lacks = (f"{folder}/ lacks {len(missing)} of the {len(listed)} images listed in "
+             f"{files.partition} ({', '.join(missing[:SHOWN_MISSING])}{more}): it looks "
+             "incompletely extracted")
+    if _zip_holds(archive, listed):
+        rank_zero_warn(f"{lacks}, so the images are read from {archive}, which holds them all. "
+                       "Extract the zip again, or delete the folder, to silence this warning.")
+        return replace(files, images=archive)
+    raise FileNotFoundError(f"{lacks}. {_refill_steps(files.folder, download)}")
+
+
+def _refill_steps(folder: Path, download: bool) -> str:
+    """How to replace an incomplete ``img_align_celeba/`` in `folder`: extract the zip again, or
+    read the zip itself (downloaded, said as fits `download`)."""
+    archive = folder / IMAGE_ZIP
+    damaged = (f"{archive} beside it does not hold every listed image either: delete it too. "
+               if archive.is_file() else "")
+    fetch = ("download=True, as now, then downloads it" if download
+             else f"put it in {folder}, or pass download=True to download it")
+    return (f"{damaged}To fix it, extract the official {IMAGE_ZIP} (md5 {MD5[IMAGE_ZIP]}) into "
+            f"{folder} again (`unzip -o {IMAGE_ZIP}` there), or delete {folder / IMAGE_DIR}/ and "
+            f"let the zip be read without unzipping: {fetch}.")
+
+
+def _zip_holds(archive: Path, names: list[str]) -> bool:
+    """Whether `archive` is a readable zip holding every one of `names` in ``img_align_celeba/``."""
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            members = set(opened.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return all(f"{IMAGE_DIR}/{name}" in members for name in names)
 
 
 class CelebADataModule(InMemoryDataModule):
@@ -254,13 +333,14 @@ class CelebADataModule(InMemoryDataModule):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        check_options(loader=loader)
-        if crop_size is not None and not 1 <= crop_size <= min(INPUT_SIZE):
+        check_options(loader=loader, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                      seed=seed)
+        self.transform = ImageTransform(image_size, 3, crop_size, INPUT_SIZE)
+        if crop_size is not None and crop_size > min(INPUT_SIZE):
             raise ValueError(
                 f"crop_size={crop_size} must lie in [1, {min(INPUT_SIZE)}] (CelebA images are "
                 f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]}), or be None for the largest square"
             )
-        self.transform = ImageTransform(image_size, 3, crop_size, INPUT_SIZE)
         self.save_hyperparameters()
         self.data_dir, self.batch_size, self.download, self.loader = (
             data_dir, batch_size, download, loader)
@@ -280,18 +360,13 @@ class CelebADataModule(InMemoryDataModule):
 
     def prepare_data(self) -> None:
         """Find or download the files, then preprocess every split into the cache (rank zero)."""
-        files = locate_celeba(
-            self.data_dir, self.download, self.return_attributes, progress=self.progress)
-        partition = read_partition(files.partition)
+        files, partition = self._locate(self.download)
         for split in SPLITS:
             self._cached_images(files, partition, split)
 
-    def setup(self, stage: str | None = None) -> None:
+    def _build_splits(self) -> None:
         """Load the ``train`` / ``val`` / ``test`` splits from the cache, building any missing."""
-        if self.splits:
-            return
-        files = locate_celeba(self.data_dir, False, self.return_attributes)
-        partition = read_partition(files.partition)
+        files, partition = self._locate(download=False)
         if self.return_attributes:
             self.attribute_names, attributed, values = read_attributes(files.attributes)
             row_of = {name: row for row, name in enumerate(attributed)}
@@ -303,6 +378,14 @@ class CelebADataModule(InMemoryDataModule):
             else:
                 labels = torch.zeros(len(images), dtype=torch.int64)
             self.splits[split] = (images, labels)
+
+    def _locate(self, download: bool) -> tuple[CelebAFiles, dict[int, list[str]]]:
+        """The files (:func:`locate_celeba`, :func:`check_image_folder`) and the official split
+        they hold (:func:`read_partition`)."""
+        files = locate_celeba(
+            self.data_dir, download, self.return_attributes, progress=self.progress)
+        partition = read_partition(files.partition)
+        return check_image_folder(files, partition, self.download), partition
 
     def _cached_images(
         self, files: CelebAFiles, partition: dict[int, list[str]], split: str

@@ -36,6 +36,7 @@ from lightning_vae.data.device_loader import (
     Binarize,
     LoaderKind,
     binarize_once,
+    check_number,
     check_options,
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
@@ -134,7 +135,10 @@ class ImageFolderDataModule(InMemoryDataModule):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        check_options(binarize=binarize, loader=loader)
+        check_options(binarize=binarize, loader=loader, batch_size=batch_size,
+                      eval_batch_size=eval_batch_size, seed=seed)
+        for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            check_number(name, fraction, integer=False)
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1
                 and val_fraction + test_fraction < 1):
             raise ValueError(
@@ -168,10 +172,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         """Check the files and build the cache (Lightning calls this on rank zero only)."""
         self._cached_images(self._usable_files(warn=False))
 
-    def setup(self, stage: str | None = None) -> None:
-        """Load the cached images (building them if needed), label them and split them, once."""
-        if self.splits:
-            return
+    def _build_splits(self) -> None:
+        """Load the cached images (building them if needed), label them and split them."""
         names = self._usable_files(warn=True)
         grey = torch.from_numpy(self._cached_images(names))
         labels = torch.zeros(len(names), dtype=torch.int64)
@@ -205,7 +207,7 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _usable_files(self, warn: bool) -> list[str]:
         """The image files under ``data_dir`` that can be used; lists the others in a warning
-        (when `warn`) or, when strict, in an error."""
+        (when `warn`) or, when strict or when none is left, in an error."""
         if not self.data_dir.is_dir():
             raise FileNotFoundError(
                 f"no folder at {self.data_dir}: point data_dir (--data.init_args.data_dir) at "
@@ -221,18 +223,21 @@ class ImageFolderDataModule(InMemoryDataModule):
             )
         verdicts = self._verdicts_file(names)
         self.skipped = self._verdicts(names, verdicts)
+        bad = {name for name, _ in self.skipped}
+        usable = [name for name in names if name not in bad]
+        if not usable:
+            raise ValueError(
+                f"none of the {len(names)} image files in {self.data_dir} can be used:\n"
+                f"{_listing(self.skipped, self.data_dir, verdicts)}\n"
+                "Fix or replace these files, or point data_dir at a folder of images.")
         if self.skipped:
-            listing = _listing(self.skipped, self.data_dir, verdicts)
+            listing = (f"{len(self.skipped)} image files in {self.data_dir} cannot be used:\n"
+                       + _listing(self.skipped, self.data_dir, verdicts))
             if self.strict:
                 raise ValueError(f"{listing}\nFix or remove these files, or pass strict=False "
                                  "to train without them.")
             if warn:
                 rank_zero_warn(f"{listing}\nThese files are skipped.")
-        bad = {name for name, _ in self.skipped}
-        usable = [name for name in names if name not in bad]
-        if not usable:
-            raise ValueError(f"none of the {len(names)} image files in {self.data_dir} can be "
-                             "used (see the list above)")
         return usable
 
     def _verdicts_file(self, names: list[str]) -> Path:
@@ -270,7 +275,9 @@ def _share(fraction: float, total: int) -> int:
 
 
 def _listing(skipped: list[tuple[str, str]], root: Path, verdicts: Path) -> str:
+    """One line per unusable file, with the reason: the first ``SHOWN_SKIPPED``, then how many
+    more and the verdicts file that lists them all."""
     lines = [f"  {root / name}: {reason}" for name, reason in skipped[:SHOWN_SKIPPED]]
     if len(skipped) > SHOWN_SKIPPED:
         lines.append(f"  ... and {len(skipped) - SHOWN_SKIPPED} more, all listed in {verdicts}")
-    return f"{len(skipped)} image files in {root} cannot be used:\n" + "\n".join(lines)
+    return "\n".join(lines)

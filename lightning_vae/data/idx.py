@@ -33,15 +33,18 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
+REFETCH = ("delete it and download it again (pass download=True to the datamodule, or fetch "
+           "it from a mirror by hand).")
+"""What to do with a damaged file, when nothing more is known about it; a datamodule, which
+knows its data set and its ``download`` option, says more (``sources.refetch_advice``)."""
+
+
 class IDXError(ValueError):
     """An IDX file that cannot be read: corrupt, truncated or not IDX at all."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(
-            f"{path}: {problem}. The file is damaged or not an IDX file: delete it and download "
-            "it again (pass download=True to the datamodule, or fetch it from a mirror by hand)."
-        )
-        self.path = Path(path)
+    def __init__(self, path: str | Path, problem: str, fix: str = REFETCH) -> None:
+        super().__init__(f"{path}: {problem}. The file is damaged or not an IDX file: {fix}")
+        self.path, self.problem = Path(path), problem
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from lightning_vae.data.device_loader import check_number
+
 CACHE_FORMAT_VERSION = 2
 """Part of every cache key: bump it when `load_image` changes what it returns for a file."""
 
@@ -53,12 +55,11 @@ class ImageTransform:
     input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.image_size < 1:
-            raise ValueError(f"image_size must be a positive pixel count, got {self.image_size}")
+        check_number("image_size", self.image_size, minimum=1)
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
-        if self.crop_size is not None and self.crop_size < 1:
-            raise ValueError(f"crop_size must be positive or None, got {self.crop_size}")
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        if self.crop_size is not None:
+            check_number("crop_size", self.crop_size, minimum=1)
 
 
 def load_image(

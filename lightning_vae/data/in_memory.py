@@ -1,8 +1,9 @@
 """The serving half shared by every built-in datamodule: uint8 splits held in memory, batches
 drawn by :func:`~lightning_vae.data.device_loader.make_loader`.
 
-A subclass's ``setup`` fills ``self.splits`` ({"train", "val", "test"} → (uint8 images,
-labels)) and sets the batch options below; this class turns a split into its loader: shuffled,
+A subclass's ``_build_splits`` fills ``self.splits`` ({"train", "val", "test"} → (uint8 images,
+labels)) and its constructor sets the batch options below; ``setup`` calls it once, and refuses
+a training split too small for one batch. This class turns a split into its loader: shuffled,
 dynamically binarized (when ``binarize == "dynamic"``) and evenly sharded for training, in order
 and unpadded for evaluation, so that under DDP every evaluation example counts exactly once.
 """
@@ -32,6 +33,35 @@ class InMemoryDataModule(pl.LightningDataModule):
     seed: int
     loader: LoaderKind
     binarize: Binarize = "none"
+
+    def _build_splits(self) -> None:
+        """Fill ``self.splits`` (each subclass reads its own files)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the ``train`` / ``val`` / ``test`` splits (once); before fitting, check that
+        training has a batch to run."""
+        if not self.splits:
+            self._build_splits()
+        if stage in ("fit", None):
+            self._check_training_batches()
+
+    def _check_training_batches(self) -> None:
+        """Refuse ``drop_last`` with a training split smaller than one batch per rank: it would
+        train zero steps, and Lightning only prints "No training batches" and exits 0."""
+        if not self.drop_last:
+            return
+        images = len(self.splits["train"][0])
+        world_size = placement_of(self.trainer).world_size
+        per_rank = images // world_size  # each rank's shard, as the training loaders cut it
+        if per_rank >= self.batch_size:
+            return
+        ranks = f" ({per_rank} per rank on {world_size} ranks)" if world_size > 1 else ""
+        raise ValueError(
+            f"batch_size={self.batch_size} with drop_last=True leaves no training batch: "
+            f"{type(self).__name__} has {images} training images{ranks}. Pass a batch_size of "
+            f"at most {per_rank}, or drop_last=False to train on the incomplete batch."
+        )
 
     def _loader(self, split: str, train: bool) -> DeviceLoader | DataLoader:
         if not self.splits:

@@ -27,11 +27,18 @@ from lightning_vae.data.device_loader import (
     Binarize,
     LoaderKind,
     binarize_once,
+    check_number,
     check_options,
 )
-from lightning_vae.data.idx import read_idx
+from lightning_vae.data.idx import IDXError, read_idx
 from lightning_vae.data.in_memory import InMemoryDataModule
-from lightning_vae.data.sources import FASHION_MNIST, MNIST, IDXDatasetSpec, locate_files
+from lightning_vae.data.sources import (
+    FASHION_MNIST,
+    MNIST,
+    IDXDatasetSpec,
+    locate_files,
+    refetch_advice,
+)
 
 SPLIT_SEED = 0
 BINARIZATION_SEED = 0  # the fixed draw; the test split uses BINARIZATION_SEED + 1
@@ -71,9 +78,9 @@ class IDXDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_options(binarize=binarize, loader=loader)
-        if val_size < 0:
-            raise ValueError(f"val_size={val_size} must be non-negative")
+        check_options(binarize=binarize, loader=loader, batch_size=batch_size,
+                      eval_batch_size=eval_batch_size, seed=seed)
+        check_number("val_size", val_size, minimum=0)
         self.save_hyperparameters()
         self.data_dir, self.batch_size, self.binarize = data_dir, batch_size, binarize
         self.val_size, self.seed, self.download, self.loader = val_size, seed, download, loader
@@ -91,13 +98,16 @@ class IDXDataModule(InMemoryDataModule):
         """Find the files on disk or download them (Lightning calls this on rank zero only)."""
         locate_files(self.spec, self.data_dir, download=self.download)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Read the files and build the ``train`` / ``val`` / ``test`` uint8 splits (once)."""
-        if self.splits:
-            return
+    def _build_splits(self) -> None:
+        """Read the files and build the ``train`` / ``val`` / ``test`` uint8 splits."""
         files = locate_files(self.spec, self.data_dir, download=False)
-        train_images, train_labels = _read_pair(files["train_images"], files["train_labels"])
-        test_images, test_labels = _read_pair(files["test_images"], files["test_labels"])
+        try:
+            train_images, train_labels = _read_pair(files["train_images"], files["train_labels"])
+            test_images, test_labels = _read_pair(files["test_images"], files["test_labels"])
+        except IDXError as error:  # damaged past what locate_files checks: say how to replace it
+            key = next(key for key, path in files.items() if path == error.path)
+            advice = refetch_advice(self.spec, key, self.data_dir, self.download)
+            raise IDXError(error.path, error.problem, advice) from None
         if self.val_size >= len(train_images):
             raise ValueError(
                 f"val_size={self.val_size} leaves no training images: {files['train_images']} "

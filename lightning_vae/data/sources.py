@@ -25,6 +25,7 @@ from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx_bytes
 
 DATA_ENV = "LIGHTNING_VAE_DATA"
 SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+LABEL_FILES = ("train_labels", "test_labels")
 PAIRS = (("train_images", "train_labels"), ("test_images", "test_labels"))
 """Files taken together from one folder, so images are never paired with another copy's labels."""
 
@@ -41,8 +42,10 @@ class IDXFile:
     md5: str
     shape: tuple[int, ...]
     idx_md5: str | None = None
-    """MD5 of the canonical file's uncompressed IDX bytes, where it is cheap and tells data sets
-    apart: the label files (60 KB at most), which :func:`locate_files` checks."""
+    """MD5 of the canonical file's uncompressed IDX bytes, the same in every recompressed copy.
+    :func:`locate_files` checks it only for the label files (``LABEL_FILES``, 60 KB at most),
+    where it is cheap and tells data sets apart; for every file, it is what a copy fetched by
+    hand should have (:func:`refetch_advice`)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class IDXDatasetSpec:
 
 
 def _mnist_layout(
-    md5s: tuple[str, str, str, str], label_idx_md5s: tuple[str, str]
+    md5s: tuple[str, str, str, str], idx_md5s: tuple[str, str, str, str]
 ) -> dict[str, IDXFile]:
     names = (
         "train-images-idx3-ubyte.gz",
@@ -66,7 +69,6 @@ def _mnist_layout(
         "t10k-labels-idx1-ubyte.gz",
     )
     shapes = ((60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
-    idx_md5s = (None, label_idx_md5s[0], None, label_idx_md5s[1])
     return {
         key: IDXFile(name, md5, shape, idx_md5)
         for key, name, md5, shape, idx_md5 in zip(
@@ -76,7 +78,7 @@ def _mnist_layout(
 
 
 # The .gz checksums are torchvision's (torchvision/datasets/mnist.py: MNIST.resources,
-# FashionMNIST.resources); the labels' uncompressed ones are MNIST's published ones and those of
+# FashionMNIST.resources); the uncompressed ones are MNIST's published ones and those of
 # Fashion-MNIST's original files (as Debian's dataset-fashion-mnist holds them).
 MNIST = IDXDatasetSpec(
     name="MNIST",
@@ -91,7 +93,12 @@ MNIST = IDXDatasetSpec(
             "9fb629c4189551a2d022fa330f9573f3",
             "ec29112dd5afa0611ce80d1b7f02629c",
         ),
-        ("a25bea736e30d166cdddb491f175f624", "27ae3e4e09519cfbb04c329615203637"),
+        (
+            "6bbc9ace898e44ae57da46a324031adb",
+            "a25bea736e30d166cdddb491f175f624",
+            "2646ac647ad5339dbf082846283269ea",
+            "27ae3e4e09519cfbb04c329615203637",
+        ),
     ),
 )
 
@@ -105,7 +112,12 @@ FASHION_MNIST = IDXDatasetSpec(
             "bef4ecab320f06d8554ea6380940ec79",
             "bb300cfdad3c16e7a12a480ee83cd310",
         ),
-        ("9018921c3c673c538a1fc5bad174d6f9", "15d484375f8d13e6eb1aabb0c3f46965"),
+        (
+            "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "9018921c3c673c538a1fc5bad174d6f9",
+            "8181f5470baa50b63fa0f6fddb340f0a",
+            "15d484375f8d13e6eb1aabb0c3f46965",
+        ),
     ),
     system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
     install_hint="on Debian/Ubuntu, `sudo apt-get install dataset-fashion-mnist`",
@@ -133,7 +145,10 @@ def download_dir(spec: IDXDatasetSpec, data_dir: str | Path) -> Path:
 def _holds_another_data_set(spec: IDXDatasetSpec, key: str, path: Path) -> str | None:
     """Why ``path`` is not ``spec``'s file ``key`` although it has its shape: it holds exactly
     another data set's file (MNIST's labels in a folder searched for Fashion-MNIST, say), or
-    cannot be read. None when neither."""
+    cannot be read. None when neither, and for image files (too large to hash at every start;
+    the label file beside them decides their folder)."""
+    if key not in LABEL_FILES:
+        return None
     owners = {other.files[key].idx_md5: other.name for other in DATA_SETS
               if other.name != spec.name and other.files[key].idx_md5}
     if not owners:
@@ -219,3 +234,19 @@ def locate_files(
             f"To get the data: " + "; ".join(how) + "."
         )
     return {key: path for key, path in found.items() if path is not None}
+
+
+def refetch_advice(spec: IDXDatasetSpec, key: str, data_dir: str | Path, download: bool) -> str:
+    """How to replace a damaged copy of ``spec``'s file ``key`` that :func:`locate_files`
+    accepted (its header and size are right, so only reading it all finds the damage): delete it,
+    then a run with ``download=True`` fetches a fresh copy; said as fits ``download``, so that the
+    advice never asks for an option already given. Names the MD5 a good copy has."""
+    file = spec.files[key]
+    where = download_dir(spec, data_dir)
+    fetch = (f"run again: with download=True, as now, a fresh copy is downloaded into {where}"
+             if download else f"pass download=True to download a fresh copy into {where}")
+    check = (f"its uncompressed IDX bytes have MD5 {file.idx_md5} (check with `gunzip -c "
+             f"{file.name} | md5sum`: a recompressed .gz, such as Debian's, has another .gz MD5)"
+             if file.idx_md5 else f"the canonical {file.name} has MD5 {file.md5}")
+    return (f"delete it and {fetch}, checked against the canonical MD5 {file.md5}. Or replace "
+            f"it by hand with a good copy: {check}.")
