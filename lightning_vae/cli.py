@@ -8,6 +8,7 @@ LightningCLI parses anything, so each keeps its own small argument parser.
 
 import importlib
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from lightning_vae.hub import check_checkpoint_file
 from lightning_vae.module import VAE
@@ -41,6 +43,12 @@ WANDB_LOGGER = {
 """The logger ``--wandb`` sets: the one recipes/logging/wandb.yaml sets, for runs without the
 recipes folder at hand. Later ``--trainer.logger.*`` arguments change it."""
 
+
+USER_ERRORS = (OSError, ValueError, MisconfigurationException)
+"""What bad input raises (a missing or damaged file, a value out of range, a trainer setting this
+machine cannot honour), each with a message that names it and the fix: the command reports it in
+one line rather than a traceback."""
+TRACEBACK_ENV = "LIGHTNING_VAE_TRACEBACK"
 
 PROGRESS_BAR_REFRESH_STEPS = 10
 """How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
@@ -164,19 +172,25 @@ def _verbs_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``lightning-vae`` console script."""
+    """Entry point of the ``lightning-vae`` console script. Bad input (``USER_ERRORS``) ends it
+    with a one-line message and status 1; ``LIGHTNING_VAE_TRACEBACK=1`` shows the traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in VERBS:
-        try:
-            _verb(argv[0])(argv[1:])
-        except (OSError, ValueError) as error:  # bad input: the message says what and the fix
-            sys.exit(f"lightning-vae {argv[0]}: error: {error}")
-        return
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    commands = [*VAECLI.subcommands(), *sorted(VERBS)]
+    if command is not None and command not in commands:
+        sys.exit(f"lightning-vae: error: unknown command {command!r}; choose from "
+                 f"{', '.join(commands)} (each takes --help)")
     try:
-        argv = resolve_config_arguments(argv)
-    except FileNotFoundError as error:
-        sys.exit(f"lightning-vae: error: {error}")
-    run_lightning(expand_wandb_flag(argv))
+        if command in VERBS:
+            _verb(command)(argv[1:])
+        else:
+            run_lightning(expand_wandb_flag(resolve_config_arguments(argv)))
+    except USER_ERRORS as error:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        program = " ".join(filter(None, ("lightning-vae", command)))
+        sys.exit(f"{program}: error: {error}\n"
+                 f"(run with {TRACEBACK_ENV}=1 to see where it was raised)")
 
 
 def expand_wandb_flag(argv: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from torch import Tensor
 
 from lightning_vae.hub_mixin import full_repo_id, require_token
@@ -260,10 +260,11 @@ class PushToHub(pl.Callback):
     """At the end of ``fit``, export the best checkpoint to ``folder`` (default: ``hub`` in the
     run's log folder) and push it to ``repo_id``, on rank zero only.
 
-    The token (``HF_TOKEN`` or ``hf auth login``; never a recipe value) is checked when fitting
-    starts, so a missing one fails before training rather than after (a bare ``repo_id`` is
-    then completed with the token's account, which the card names). A failed upload leaves
-    the exported folder in place and says how to retry.
+    The token (``HF_TOKEN`` or ``hf auth login``; never a recipe value) and that the Hub is not
+    switched off (``HF_HUB_OFFLINE``) are checked when fitting starts, so either fails before
+    training rather than after (a bare ``repo_id`` is then completed with the token's account,
+    which the card names). A failed upload leaves the exported folder in place and says how to
+    retry.
 
     In a recipe::
 
@@ -281,6 +282,12 @@ class PushToHub(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or not trainer.is_global_zero:
             return
+        if constants.HF_HUB_OFFLINE:
+            raise ValueError(
+                f"PushToHub pushes to {self.repo_id} when fit ends, but offline mode is on "
+                "(HF_HUB_OFFLINE): unset it, or train without the callback and push the "
+                "checkpoint later with `lightning-vae push`"
+            )
         self.repo_id = full_repo_id(self.repo_id, require_token(self.repo_id, None))
         if trainer.checkpoint_callback is None:
             raise ValueError(

@@ -54,8 +54,8 @@ def require_token(repo_id: str, token: str | None) -> str:
     if not token:
         raise LocalTokenNotFoundError(
             f"cannot push to {repo_id!r}: no Hugging Face token found. Log in with "
-            "`hf auth login`, set the HF_TOKEN environment variable, or pass token=...; "
-            "nothing was uploaded."
+            "`hf auth login`, set the HF_TOKEN environment variable, or (in Python) pass "
+            "token=...; nothing was uploaded."
         )
     return token
 

@@ -79,8 +79,35 @@ def test_a_damaged_ckpt_path_is_named_before_torch_reads_it(verb, tiny_mnist_dir
             "--data.init_args.download", "false", "--trainer.accelerator", "cpu",
             "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "again"),
             "--ckpt_path", str(cut)]
-    with pytest.raises(ValueError, match=f"{cut} is cut short \\(4096 bytes"):
+    with pytest.raises(SystemExit, match=f"^lightning-vae {verb}: error: {cut} is cut short "
+                       "\\(4096 bytes"):
         main(args)
+
+
+def test_bad_input_to_a_lightning_subcommand_ends_in_a_message_or_a_traceback_on_request(
+        tmp_path, monkeypatch):
+    args = ["fit", "--config", str(ROOT / "recipes" / "mnist_vae.yaml"),
+            "--data.init_args.data_dir", str(tmp_path / "empty"), "--data.init_args.download",
+            "false", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"]
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    first, *_, hint = str(stopped.value).splitlines()
+    assert first.startswith("lightning-vae fit: error: MNIST: ")
+    assert str(tmp_path / "empty") in str(stopped.value)  # where it looked
+    assert hint == "(run with LIGHTNING_VAE_TRACEBACK=1 to see where it was raised)"
+    monkeypatch.setenv("LIGHTNING_VAE_TRACEBACK", "1")
+    with pytest.raises(FileNotFoundError, match="MNIST: "):
+        main(args)
+
+
+def test_an_unknown_command_lists_every_command():
+    with pytest.raises(SystemExit) as stopped:
+        main(["frobnicate", "--help"])
+    message = str(stopped.value)
+    assert message.startswith("lightning-vae: error: unknown command 'frobnicate'; choose from ")
+    for command in ("fit", "validate", "test", "predict", "export", "push", "recipes",
+                    "reconstruct", "sample", "sweep", "zoo"):
+        assert f" {command}," in message or f" {command} (" in message
 
 
 def test_model_image_shape_follows_the_datamodule(tiny_mnist_dir):

@@ -265,7 +265,7 @@ def test_an_export_that_runs_out_of_space_leaves_the_previous_model_and_says_so(
                              str(tmp_path / "hub")], preexec_fn=cap, capture_output=True,
                             text=True, timeout=300)
     assert failed.returncode == 1
-    assert failed.stderr.splitlines()[-1].startswith(
+    assert failed.stderr.splitlines()[-2].startswith(
         f"lightning-vae export: error: writing model.safetensors for {tmp_path / 'hub'} failed")
     assert folder_bytes(tmp_path / "hub") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub", "run"]  # no staging folder
@@ -815,6 +815,14 @@ def test_push_to_hub_callback_pushes_the_best_checkpoint_when_fit_ends(tmp_path,
 def test_push_to_hub_callback_without_credentials_stops_fit_before_training(
         tmp_path, no_token, hub_api):
     with pytest.raises(LocalTokenNotFoundError, match="someuser/tiny-vae"):
+        fit_tiny(tmp_path, callbacks=[PushToHub("someuser/tiny-vae")])
+    assert not list(tmp_path.rglob("*.ckpt")) and hub_api.created == []
+
+
+def test_push_to_hub_callback_while_offline_stops_fit_before_training(tmp_path, token, offline,
+                                                                      hub_api):
+    with pytest.raises(ValueError, match=r"PushToHub pushes to someuser/tiny-vae when fit ends, "
+                       r"but offline mode is on \(HF_HUB_OFFLINE\).*lightning-vae push"):
         fit_tiny(tmp_path, callbacks=[PushToHub("someuser/tiny-vae")])
     assert not list(tmp_path.rglob("*.ckpt")) and hub_api.created == []
 

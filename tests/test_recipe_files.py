@@ -80,7 +80,7 @@ def test_a_missing_recipe_stops_the_command_saying_where_it_looked(elsewhere):
     with pytest.raises(SystemExit) as stop:
         main(["fit", "--config", "recipes/mnist_vea.yaml"])
     message = str(stop.value.code)
-    assert message.startswith("lightning-vae: error: no recipe recipes/mnist_vea.yaml")
+    assert message.startswith("lightning-vae fit: error: no recipe recipes/mnist_vea.yaml")
     assert str(elsewhere / "recipes") in message and str(RECIPES_ROOT) in message
     assert all(name in message for name in REPOSITORY_RECIPES)
 

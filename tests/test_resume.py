@@ -223,7 +223,8 @@ def test_test_with_ckpt_path_last_evaluates_the_newest_trained_weights(tiny_data
     """Lightning alone would evaluate the untrained weights with a warning."""
     monkeypatch.chdir(tmp_path)
     args = tiny_recipe_args(tiny_data, tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"no last\*\.ckpt in .*train first"):
+    with pytest.raises(SystemExit, match=r"^lightning-vae test: error: --ckpt_path last: no "
+                       r"last\*\.ckpt in .*train first"):
         main(["test", "--config", str(RECIPE), *args, "--ckpt_path", "last"])
     fit(RECIPE, *args, "--trainer.max_epochs", "1")
     trained = torch.load(next(tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")),

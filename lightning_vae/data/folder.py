@@ -235,7 +235,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                        + _listing(self.skipped, self.data_dir, verdicts))
             if self.strict:
                 raise ValueError(f"{listing}\nFix or remove these files, or pass strict=False "
-                                 "to train without them.")
+                                 "(--data.init_args.strict false) to train without them.")
             if warn:
                 rank_zero_warn(f"{listing}\nThese files are skipped.")
         return usable
