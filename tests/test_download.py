@@ -154,3 +154,20 @@ def test_locate_files_downloads_missing_files_into_the_torchvision_layout(
         served = len(local.requests)
         again = locate_files(spec, data_dir, download=True, progress=False)
         assert again == found and len(local.requests) == served  # no second download
+
+
+def test_a_failed_data_set_download_names_every_file_needed_and_where_to_put_them(
+    tmp_path: Path, no_data_env: None
+) -> None:
+    spec = replace(MNIST, mirrors=(dead_url() + "/",))
+    data_dir = tmp_path / "data"
+    with pytest.raises(DownloadError) as info:
+        locate_files(spec, data_dir, download=True, progress=False)
+    assert isinstance(info.value, OSError)  # the command line reports it in one message
+    message = str(info.value)
+    assert "Could not download train-images-idx3-ubyte.gz" in message
+    assert message.endswith(
+        "MNIST needs train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (gzipped or not) in one folder: "
+        f"{data_dir / 'MNIST' / 'raw'}, or any folder that data_dir (--data.init_args.data_dir) "
+        "or $LIGHTNING_VAE_DATA points at.")

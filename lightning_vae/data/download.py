@@ -24,7 +24,7 @@ import requests
 DEFAULT_TIMEOUT_S = 60.0
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
     """Every mirror failed for a file; the message lists each URL and why."""
 
 

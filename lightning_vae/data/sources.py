@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightning_vae.data.download import download_file
+from lightning_vae.data.download import DownloadError, download_file
 from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx_bytes
 
 DATA_ENV = "LIGHTNING_VAE_DATA"
@@ -191,6 +191,14 @@ def _find_pair(
     return None
 
 
+def _placing_by_hand(spec: IDXDatasetSpec, missing: list[str], target: Path) -> str:
+    """Where files fetched by hand may go, for a download that failed: all of them, since the
+    rest would fail the same way."""
+    names = ", ".join(spec.files[key].name for key in missing)
+    return (f"{spec.name} needs {names} (gzipped or not) in one folder: {target}, or any folder "
+            f"that data_dir (--data.init_args.data_dir) or ${DATA_ENV} points at.")
+
+
 def locate_files(
     spec: IDXDatasetSpec,
     data_dir: str | Path,
@@ -217,7 +225,12 @@ def locate_files(
         for key in missing:
             f = spec.files[key]
             urls = [mirror + f.name for mirror in spec.mirrors]
-            found[key] = download_file(urls, target / f.name, f"md5:{f.md5}", progress=progress)
+            try:
+                found[key] = download_file(urls, target / f.name, f"md5:{f.md5}",
+                                           progress=progress)
+            except DownloadError as error:
+                raise DownloadError(f"{error}\n{_placing_by_hand(spec, missing, target)}"
+                                    ) from None
     elif missing:
         names = ", ".join(spec.files[key].name for key in missing)
         looked = "\n".join(f"  {d}" for d in dirs)
