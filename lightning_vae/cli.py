@@ -44,6 +44,16 @@ WANDB_LOGGER = {
 recipes folder at hand. Later ``--trainer.logger.*`` arguments change it."""
 
 
+SUBCOMMAND_NOTES = (
+    "lightning-vae adds: --config recipes/NAME takes a recipe installed with the package when "
+    "there is no such file here (`lightning-vae recipes` lists them); --ckpt_path last is the "
+    "newest last.ckpt of this recipe's earlier runs; --wandb logs to Weights & Biases as "
+    "recipes/logging/wandb.yaml does. Bad input ends in one message; LIGHTNING_VAE_TRACEBACK=1 "
+    "shows the traceback."
+)
+"""The end of ``lightning-vae fit --help`` (and validate, test, predict): what the package adds
+to LightningCLI's options."""
+
 USER_ERRORS = (OSError, ValueError, MisconfigurationException)
 """What bad input raises (a missing or damaged file, a value out of range, a trainer setting this
 machine cannot honour), each with a message that names it and the fix: the command reports it in
@@ -158,7 +168,8 @@ def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
             args=argv,
             run=run,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"epilog": _verbs_help()},
+            parser_kwargs={"epilog": _verbs_help(),
+                           **{name: {"epilog": SUBCOMMAND_NOTES} for name in VAECLI.subcommands()}},
         )
 
 

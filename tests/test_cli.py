@@ -100,6 +100,15 @@ def test_bad_input_to_a_lightning_subcommand_ends_in_a_message_or_a_traceback_on
         main(args)
 
 
+@pytest.mark.parametrize("command", ["fit", "test"])
+def test_a_subcommands_help_ends_with_what_the_package_adds(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    notes = " ".join(capsys.readouterr().out.split()[-60:])
+    assert "--ckpt_path last is the newest last.ckpt of this recipe's earlier runs" in notes
+    assert "--wandb logs to Weights & Biases" in notes and "LIGHTNING_VAE_TRACEBACK=1" in notes
+
+
 def test_an_unknown_command_lists_every_command():
     with pytest.raises(SystemExit) as stopped:
         main(["frobnicate", "--help"])
