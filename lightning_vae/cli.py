@@ -11,11 +11,13 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_warn
@@ -66,6 +68,30 @@ which costs milliseconds (a TQDM redraw and the training loss logged for it): mo
 step of the default model on a GPU (docs/results.md)."""
 
 
+WEIGHT_ARGUMENTS = ("arch", "image_shape", "latent_dim", "arch_options", "likelihood",
+                    "likelihood_options", "preprocessing")
+"""The VAE arguments that decide what its weights are: ``--ckpt_path last`` takes a checkpoint
+only where they equal this run's. The others (lr, β and its schedule, the speed options) and the
+data module's arguments (batch size, ...) may change when a run is resumed."""
+
+
+@dataclass(frozen=True)
+class LastCheckpoint:
+    """What ``--ckpt_path last`` found: the newest ``last*.ckpt`` of this run's model and data
+    (None when none is), and the newer ones passed over, newest first, each with the reason."""
+
+    path: str | None
+    passed_over: list[tuple[Path, str]]
+
+    def passed_over_note(self) -> str:
+        """The messages' "; passed over N ..., the newest P (reason)"; empty when none was."""
+        if not self.passed_over:
+            return ""
+        newest, reason = self.passed_over[0]
+        return (f"; passed over {len(self.passed_over)} last*.ckpt of other models or data, "
+                f"the newest {newest} ({reason})")
+
+
 class VAECLI(LightningCLI):
     """LightningCLI for :class:`VAE` with any LightningDataModule; the model's ``image_shape``
     and ``preprocessing`` are taken from the datamodule so the two can never disagree, and the
@@ -104,43 +130,88 @@ class VAECLI(LightningCLI):
         dataset = getattr(self.datamodule, "dataset_name", None) or type(self.datamodule).__name__
         for logger in self.trainer.loggers:
             logger.log_hyperparams({"dataset": dataset})
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") == "last":
-            config["ckpt_path"] = last_checkpoint(self.trainer)
-            if config["ckpt_path"] is None:
-                rank_zero_warn("--ckpt_path last: no last.ckpt from an earlier run of this "
-                               "recipe was found; training from scratch")
+        found = self.resolve_ckpt_path_last()
+        if found is not None and found.path is None:
+            rank_zero_warn("--ckpt_path last: no last.ckpt from an earlier run of this model and "
+                           f"data was found{found.passed_over_note()}; training from scratch")
 
     def before_validate(self) -> None:
-        """``--ckpt_path last``: the newest ``last*.ckpt`` of this recipe's training runs.
+        """``--ckpt_path last``: the newest ``last*.ckpt`` of this model's training runs.
         Lightning would look only in the new run's empty folder and evaluate the untrained
         weights; with no checkpoint to find, this stops with where it looked."""
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        config["ckpt_path"] = last_checkpoint(self.trainer)
-        if config["ckpt_path"] is None:
+        found = self.resolve_ckpt_path_last()
+        if found is not None and found.path is None:
             folders = ", ".join(str(folder) for folder in checkpoint_folders(self.trainer))
             raise FileNotFoundError(
-                f"--ckpt_path last: no last*.ckpt in {folders or 'any checkpoint folder'}; "
-                f"train first with `lightning-vae fit` and the same configuration, or pass "
-                f"the checkpoint's path"
+                f"--ckpt_path last: no last*.ckpt in {folders or 'any checkpoint folder'}"
+                f"{found.passed_over_note()}; train first with `lightning-vae fit` and the same "
+                f"configuration, or pass the checkpoint's path"
             )
 
     before_test = before_predict = before_validate
 
+    def resolve_ckpt_path_last(self) -> LastCheckpoint | None:
+        """Replace ``--ckpt_path last`` by the checkpoint :func:`last_checkpoint` finds (None when
+        none fits) and warn when it passed newer ones over; None when ``ckpt_path`` is not
+        "last"."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return None
+        found = last_checkpoint(self.trainer, self.model.hparams, type(self.datamodule).__name__)
+        config["ckpt_path"] = found.path
+        if found.path is not None and found.passed_over:
+            rank_zero_warn(f"--ckpt_path last: took {found.path}{found.passed_over_note()}")
+        return found
 
-def last_checkpoint(trainer: pl.Trainer) -> str | None:
-    """The newest ``last*.ckpt`` of this recipe's earlier runs, for ``--ckpt_path last``.
+
+def last_checkpoint(trainer: pl.Trainer, hparams: Mapping[str, Any],
+                    data_class: str) -> LastCheckpoint:
+    """The newest ``last*.ckpt`` of earlier runs of the model ``hparams`` describe on data of
+    the class named ``data_class``, for ``--ckpt_path last``.
 
     Lightning looks for "last" only in the checkpoint folder of the run being started, which for
     a versioned logger is a new, empty ``version_N+1``: it then warns and starts from the
-    untrained weights. This looks in :func:`checkpoint_folders`; None when there is none yet.
+    untrained weights. This looks in :func:`checkpoint_folders`, newest first, and passes over
+    checkpoints of other models or data, whose weights would not load or would mean something
+    else.
     """
     found = [path for folder in checkpoint_folders(trainer) for path in folder.glob("last*.ckpt")]
-    if not found:
-        return None
-    return str(max(found, key=lambda path: path.stat().st_mtime))
+    passed_over = []
+    for path in sorted(found, key=lambda path: path.stat().st_mtime, reverse=True):
+        reason = misfit(path, hparams, data_class)
+        if reason is None:
+            return LastCheckpoint(str(path), passed_over)
+        passed_over.append((path, reason))
+    return LastCheckpoint(None, passed_over)
+
+
+def misfit(path: Path, hparams: Mapping[str, Any], data_class: str) -> str | None:
+    """Why the checkpoint at ``path`` is not one of the model ``hparams`` describe on data of
+    class ``data_class`` (e.g. "latent_dim 10 != 32"); None when it is. Memory-mapped, so that
+    only the few bytes of its hyperparameters are read from a large file."""
+    try:
+        check_checkpoint_file(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # damaged, cut short, not torch's: each reader has its own types
+        return f"cannot be read: {(str(error).splitlines() or [type(error).__name__])[0]}"
+    saved = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, dict):
+        return "no hyper_parameters: not written while training a lightning_vae.VAE"
+    data = checkpoint.get("datamodule_hyper_parameters")
+    class_path = data.get("_class_path") if isinstance(data, dict) else None
+    saved_class = class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else data_class
+    if saved_class != data_class:  # the same class when the checkpoint does not say
+        return f"data {saved_class} != {data_class}"
+    for name in WEIGHT_ARGUMENTS:
+        theirs, ours = json_value(saved.get(name)), json_value(hparams.get(name))
+        if theirs != ours:
+            return f"{name} {json.dumps(theirs)} != {json.dumps(ours)}"
+    return None
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as the JSON value it is written as, so that a tuple equals the same list."""
+    return json.loads(json.dumps(value, default=repr))
 
 
 def checkpoint_folders(trainer: pl.Trainer) -> list[Path]:

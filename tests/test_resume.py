@@ -11,6 +11,7 @@ not hold.
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -233,6 +234,89 @@ def test_test_with_ckpt_path_last_evaluates_the_newest_trained_weights(tiny_data
     for name, value in cli.model.state_dict().items():
         assert torch.equal(value, trained[name]), name
 
+
+
+FASHION_RECIPE = ROOT / "recipes" / "fashion_mnist_vae.yaml"
+
+
+def last_ckpt(logs: Path, version: int) -> Path:
+    return logs / "lightning_logs" / f"version_{version}" / "checkpoints" / "last.ckpt"
+
+
+def logged_steps(logs: Path, version: int) -> list[int]:
+    rows = csv.DictReader((logs / "lightning_logs" / f"version_{version}" / "metrics.csv").open())
+    return sorted(int(r["step"]) for r in rows if r.get("train/loss"))
+
+
+def test_test_with_ckpt_path_last_passes_over_a_newer_run_of_another_model(tiny_data, tmp_path,
+                                                                           monkeypatch):
+    """The newest last.ckpt holds a model with another latent size, whose weights would not
+    load: the recipe's own run, older, is tested, and the warning names the one passed over."""
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_recipe_args(tiny_data, tmp_path), "--trainer.max_steps", "1"]
+    fit(RECIPE, *args)
+    fit(RECIPE, *args, "--model.latent_dim", "8")
+    ours, other = last_ckpt(tmp_path, 0), last_ckpt(tmp_path, 1)
+    with pytest.warns(match=rf"took {re.escape(str(ours))}; passed over 1 last\*\.ckpt of other "
+                            rf"models or data, the newest {re.escape(str(other))} "
+                            r"\(latent_dim 8 != 32\)"):
+        cli = run_lightning(["test", "--config", str(RECIPE), *args, "--ckpt_path", "last"])
+    trained = torch.load(ours, weights_only=True)["state_dict"]
+    for name, value in cli.model.state_dict().items():
+        assert torch.equal(value, trained[name]), name
+
+
+def test_fit_with_ckpt_path_last_and_only_another_models_checkpoint_trains_from_scratch(
+        tiny_data, tmp_path, monkeypatch):
+    """Loading the other model's weights would stop with a size mismatch."""
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_recipe_args(tiny_data, tmp_path), "--trainer.max_steps", "1",
+            "--trainer.log_every_n_steps", "1"]
+    fit(RECIPE, *args, "--model.latent_dim", "8")
+    with pytest.warns(match=r"no last\.ckpt .*; passed over 1 last\*\.ckpt of other models or "
+                            r"data, the newest .*version_0.* \(latent_dim 8 != 32\); training "
+                            r"from scratch"):
+        fit(RECIPE, *args, "--ckpt_path", "last")
+    assert logged_steps(tmp_path, 1) == [0]
+    assert torch.load(last_ckpt(tmp_path, 1), weights_only=True)["hyper_parameters"][
+        "latent_dim"] == 32
+
+
+def test_fit_with_ckpt_path_last_passes_over_a_run_on_another_data_module(tiny_data, tmp_path,
+                                                                          monkeypatch):
+    """Fashion-MNIST weights fit the MNIST model's shapes (both binarized here): only the data
+    module's class tells that they were trained on other images."""
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_recipe_args(tiny_data, tmp_path), "--trainer.log_every_n_steps", "1"]
+    fit(FASHION_RECIPE, *args, "--data.init_args.binarize", "dynamic", "--trainer.max_steps", "1")
+    with pytest.warns(match=r"passed over 1 .*\(data FashionMNISTDataModule != MNISTDataModule\); "
+                            r"training from scratch"):
+        fit(RECIPE, *args, "--trainer.max_steps", "2", "--ckpt_path", "last")
+    assert logged_steps(tmp_path, 1) == [0, 1]
+
+
+def test_validate_with_ckpt_path_last_and_only_another_models_checkpoint_names_it(
+        tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = tiny_recipe_args(tiny_data, tmp_path)
+    fit(RECIPE, *args, "--trainer.max_steps", "1", "--model.latent_dim", "8")
+    other = re.escape(str(last_ckpt(tmp_path, 0)))
+    with pytest.raises(FileNotFoundError, match=rf"no last\*\.ckpt in .*; passed over 1 last\*\."
+                                                rf"ckpt of other models or data, the newest "
+                                                rf"{other} \(latent_dim 8 != 32\); train first"):
+        main(["validate", "--config", str(RECIPE), *args, "--ckpt_path", "last"])
+
+
+def test_ckpt_path_last_passes_over_an_unreadable_checkpoint_naming_why(tiny_data, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    damaged = last_ckpt(tmp_path, 0)
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(FileNotFoundError, match=rf"the newest {re.escape(str(damaged))} "
+                                                r"\(cannot be read: .*not a PyTorch checkpoint"):
+        main(["test", "--config", str(RECIPE), *tiny_recipe_args(tiny_data, tmp_path),
+              "--ckpt_path", "last"])
 
 # --- the whole run, two processes ------------------------------------------------------------
 
