@@ -301,9 +301,9 @@ def test_validate_with_ckpt_path_last_and_only_another_models_checkpoint_names_i
     args = tiny_recipe_args(tiny_data, tmp_path)
     fit(RECIPE, *args, "--trainer.max_steps", "1", "--model.latent_dim", "8")
     other = re.escape(str(last_ckpt(tmp_path, 0)))
-    with pytest.raises(FileNotFoundError, match=rf"no last\*\.ckpt in .*; passed over 1 last\*\."
-                                                rf"ckpt of other models or data, the newest "
-                                                rf"{other} \(latent_dim 8 != 32\); train first"):
+    with pytest.raises(SystemExit, match=rf"no last\*\.ckpt in .*; passed over 1 last\*\."
+                                         rf"ckpt of other models or data, the newest "
+                                         rf"{other} \(latent_dim 8 != 32\); train first"):
         main(["validate", "--config", str(RECIPE), *args, "--ckpt_path", "last"])
 
 
@@ -313,10 +313,11 @@ def test_ckpt_path_last_passes_over_an_unreadable_checkpoint_naming_why(tiny_dat
     damaged = last_ckpt(tmp_path, 0)
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"not a checkpoint")
-    with pytest.raises(FileNotFoundError, match=rf"the newest {re.escape(str(damaged))} "
-                                                r"\(cannot be read: .*not a PyTorch checkpoint"):
+    with pytest.raises(SystemExit, match=rf"the newest {re.escape(str(damaged))} "
+                                         r"\(cannot be read: .*not a PyTorch checkpoint"):
         main(["test", "--config", str(RECIPE), *tiny_recipe_args(tiny_data, tmp_path),
               "--ckpt_path", "last"])
+
 
 # --- the whole run, two processes ------------------------------------------------------------
 
