@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from lightning_vae.checks import is_real
 from lightning_vae.distributions import gaussian_log_density
-from lightning_vae.objectives import is_real
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -78,7 +78,8 @@ class GaussianHead(nn.Module):
             raise ValueError(f"gaussian likelihood_options learn_sigma must be true or false, "
                              f"got {learn_sigma!r}")
         self.sigma_min = sigma_min
-        raw = math.log(math.expm1(sigma - sigma_min))  # inverse softplus
+        excess = sigma - sigma_min
+        raw = excess + math.log(-math.expm1(-excess))  # inverse softplus, for any size
         init = torch.full((1, channels, 1, 1), raw)
         if learn_sigma:
             self.raw_sigma = nn.Parameter(init)

@@ -12,6 +12,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 
+from lightning_vae.checks import check_bool, check_number, is_real
 from lightning_vae.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
 from lightning_vae.data.device_loader import noise_seed
 from lightning_vae.distributions import DiagonalGaussian
@@ -19,7 +20,7 @@ from lightning_vae.hub_mixin import VAEHubMixin
 from lightning_vae.likelihoods import build_likelihood
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
 from lightning_vae.nets import build_architecture
-from lightning_vae.objectives import build_schedule, is_int, is_real
+from lightning_vae.objectives import build_schedule
 from lightning_vae.preprocess import (
     ImageInput,
     OutputType,
@@ -142,13 +143,19 @@ class VAE(pl.LightningModule, VAEHubMixin):
             raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}")
         image_shape = tuple(image_shape)
         for axis, size in zip(("channels", "height", "width"), image_shape, strict=True):
-            check_int(f"image_shape {axis}", size, 1)
+            check_number(f"image_shape {axis}", size, minimum=1)
         for name, value, minimum in (("latent_dim", latent_dim, 1), ("iw_samples", iw_samples, 0),
                                      ("iw_chunk_size", iw_chunk_size, 1)):
-            check_int(name, value, minimum)
+            check_number(name, value, minimum=minimum)
         for name, value in (("fused_optimizer", fused_optimizer),
                             ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
             check_bool(name, value)
+        for name, value in (("arch_options", arch_options),
+                            ("likelihood_options", likelihood_options),
+                            ("preprocessing", preprocessing)):
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"{name}={value!r}: expected a dict of options or null, got a "
+                                f"{type(value).__name__}")
         check_optimizer(optimizer)
         if not is_real(lr) or lr <= 0:
             raise ValueError(f"lr must be a number > 0, got {lr!r}")
@@ -440,21 +447,6 @@ class VAE(pl.LightningModule, VAEHubMixin):
         return build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
                                self.hparams.weight_decay,
                                fused=self.hparams.fused_optimizer)
-
-
-def check_int(name: str, value: object, minimum: int) -> None:
-    """Refuse an integer argument that is no int >= ``minimum``, naming it: a float such as 32.0,
-    a string "32" or a bool, as a hand-edited config.json may hold, would fail later in torch."""
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} (an int), got {value!r} of type "
-                         f"{type(value).__name__}")
-
-
-def check_bool(name: str, value: object) -> None:
-    """Refuse a switch that is no bool, naming it: a string "false" would turn it on."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false (a bool), got {value!r} of type "
-                         f"{type(value).__name__}")
 
 
 def images_of(batch: Any) -> Tensor:

@@ -11,7 +11,6 @@ refilled before each replay (see :mod:`lightning_vae.cuda_graph`).
 """
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_vae.checks import is_int, is_real
 from lightning_vae.distributions import DiagonalGaussian, standard_normal_log_prob
 
 
@@ -29,20 +29,6 @@ class ObjectiveValue:
     loss: Tensor
     beta: float
     capacity: float | None = None
-
-
-def is_real(value: object) -> bool:
-    """Whether ``value`` is a finite real number (not a bool), NumPy's included: what a
-    hand-edited config.json or a command-line override must give for a weight or a rate."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def is_int(value: object) -> bool:
-    """Whether ``value`` is an int and not a bool (True is an int to Python): what a count of
-    steps, samples or units must be, where a float such as 5000.0 or a string "5000" from a
-    hand-edited config.json would otherwise fail later with an error naming no option."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_option(schedule: str, option: str, value: object, valid: bool, expected: str) -> None:

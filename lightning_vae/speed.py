@@ -61,13 +61,13 @@ def build_optimizer(name: str, params: Iterable[Tensor], lr: float, weight_decay
 
 def check_optimizer(name: str) -> None:
     """Reject an optimizer name :func:`build_optimizer` does not know, naming the choices."""
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
 
 
 def check_compile_mode(mode: str | None) -> None:
     """Reject a ``compile_mode`` that ``torch.compile`` does not know, naming the choices."""
-    if mode is not None and mode not in COMPILE_MODES:
+    if mode is not None and (not isinstance(mode, str) or mode not in COMPILE_MODES):
         raise ValueError(
             f"compile_mode={mode!r} is not a torch.compile mode; choose one of {COMPILE_MODES} "
             "or null (no compilation)"

@@ -262,8 +262,10 @@ def test_crop_that_does_not_fit_celeba_is_refused():
     ({"crop_size": 148.0}, TypeError, "crop_size=148.0: expected an integer >= 1, got a float"),
     ({"image_size": "64"}, TypeError, "image_size='64': expected an integer >= 1, got a str"),
     ({"batch_size": 0}, ValueError, "batch_size=0: expected an integer >= 1"),
+    ({"return_attributes": "no"}, TypeError,
+     "return_attributes='no': expected true or false, got a str"),
 ])
-def test_numeric_options_of_a_wrong_type_or_range_are_refused_by_name(options, error, message):
+def test_options_of_a_wrong_type_or_range_are_refused_by_name(options, error, message):
     with pytest.raises(error, match=re.escape(message)):
         CelebADataModule(**options)
 

@@ -242,8 +242,9 @@ def test_invalid_options_are_refused(tmp_path, options, message):
     ({"crop_size": 0}, ValueError, "crop_size=0: expected an integer >= 1"),
     ({"val_fraction": "0.1"}, TypeError, "val_fraction='0.1': expected a number, got a str"),
     ({"seed": -1}, ValueError, "seed=-1: expected an integer >= 0"),
+    ({"strict": "true"}, TypeError, "strict='true': expected true or false, got a str"),
 ])
-def test_numeric_options_of_a_wrong_type_or_range_are_refused_by_name(tmp_path, options, error,
+def test_options_of_a_wrong_type_or_range_are_refused_by_name(tmp_path, options, error,
                                                                        message):
     with pytest.raises(error, match=re.escape(message)):
         datamodule(tmp_path, **options)

@@ -218,8 +218,8 @@ def test_validation_logs_active_units():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"iw_samples": -1}, "iw_samples must be >= 0"),
-    ({"iw_chunk_size": 0}, "iw_chunk_size must be >= 1"),
+    ({"iw_samples": -1}, "iw_samples=-1: expected an integer >= 0"),
+    ({"iw_chunk_size": 0}, "iw_chunk_size=0: expected an integer >= 1"),
 ])
 def test_bad_iw_options_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

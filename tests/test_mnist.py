@@ -283,8 +283,10 @@ def test_invalid_arguments_name_the_value() -> None:
     ({"batch_size": "64"}, TypeError, "batch_size='64': expected an integer >= 1, got a str"),
     ({"eval_batch_size": 0}, ValueError, "eval_batch_size=0: expected an integer >= 1"),
     ({"seed": 1.0}, TypeError, "seed=1.0: expected an integer >= 0, got a float"),
+    ({"download": "false"}, TypeError, "download='false': expected true or false, got a str"),
+    ({"drop_last": 1}, TypeError, "drop_last=1: expected true or false, got a int"),
 ])
-def test_numeric_arguments_of_a_wrong_type_or_range_are_refused_by_name(
+def test_arguments_of_a_wrong_type_or_range_are_refused_by_name(
     option: dict, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=re.escape(message)):

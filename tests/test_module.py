@@ -226,37 +226,60 @@ def test_an_activation_that_is_no_name_is_refused_naming_the_option(arch):
     ("iw_chunk_size", 0, 1),
 ])
 def test_an_integer_argument_that_is_no_int_in_range_is_refused_naming_it(name, value, minimum):
-    with pytest.raises(ValueError, match=re.escape(
-            f"{name} must be >= {minimum} (an int), got {value!r} of type "
-            f"{type(value).__name__}")):
+    wrong_type = not isinstance(value, int) or isinstance(value, bool)
+    got = f", got a {type(value).__name__}" if wrong_type else ""
+    with pytest.raises(TypeError if wrong_type else ValueError, match=re.escape(
+            f"{name}={value!r}: expected an integer >= {minimum}{got}")):
         VAE(**{name: value})
 
 
 @pytest.mark.parametrize("image_shape, message", [
-    ((1, 28.0, 28), "image_shape height must be >= 1 (an int), got 28.0 of type float"),
-    ((True, 28, 28), "image_shape channels must be >= 1 (an int), got True of type bool"),
-    ([1, 28, "28"], "image_shape width must be >= 1 (an int), got '28' of type str"),
-    ((1, 0, 28), "image_shape height must be >= 1 (an int), got 0 of type int"),
+    ((1, 28.0, 28), "image_shape height=28.0: expected an integer >= 1, got a float"),
+    ((True, 28, 28), "image_shape channels=True: expected an integer >= 1, got a bool"),
+    ([1, 28, "28"], "image_shape width='28': expected an integer >= 1, got a str"),
+    ((1, 0, 28), "image_shape height=0: expected an integer >= 1"),
     (28, "image_shape must be (channels, height, width), got 28"),
 ])
 def test_an_image_shape_that_is_no_three_ints_is_refused_naming_the_entry(image_shape, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
         VAE(image_shape=image_shape)
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"likelihood_options": "x"}, TypeError, "likelihood_options='x': expected a dict of options"),
+    ({"arch_options": ["channels"]}, TypeError, "arch_options=['channels']: expected a dict"),
+    ({"preprocessing": 1}, TypeError, "preprocessing=1: expected a dict of options or null"),
+    ({"optimizer": ["adam"]}, ValueError, "unknown optimizer ['adam']"),
+    ({"compile_mode": ["default"]}, ValueError, "compile_mode=['default'] is not a torch.compile"),
+    ({"arch": ["conv"]}, ValueError, "unknown architecture ['conv']"),
+])
+def test_an_argument_of_another_json_type_is_refused_naming_it(arguments, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        VAE(**arguments)
+
+
+def test_a_large_gaussian_sigma_builds_its_head_exactly():
+    """The inverse softplus that sets the head's raw value overflowed math.expm1 from ~710."""
+    for sigma in (0.1, 1000.0):
+        model = VAE(arch="mlp", image_shape=(1, 8, 8), likelihood="gaussian",
+                    likelihood_options={"sigma": sigma, "learn_sigma": True},
+                    arch_options={"hidden_dims": [8]}, iw_samples=0)
+        learned = model.likelihood_head.sigma.detach()
+        assert torch.allclose(learned, torch.full_like(learned, sigma), rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["fused_optimizer", "channels_last", "cuda_graph"])
 @pytest.mark.parametrize("value", ["false", "no", 0, 1, None])
 def test_a_switch_that_is_no_bool_is_refused_naming_it(name, value):
     """A string "false" from a hand-edited config.json is truthy: it would turn the switch on."""
-    with pytest.raises(ValueError, match=re.escape(
-            f"{name} must be true or false (a bool), got {value!r} of type "
-            f"{type(value).__name__}")):
+    with pytest.raises(TypeError, match=re.escape(
+            f"{name}={value!r}: expected true or false, got a {type(value).__name__}")):
         VAE(**{name: value})
 
 
 @pytest.mark.parametrize("key, value, named", [
-    ("latent_dim", 2.0, "latent_dim must be >= 1 (an int), got 2.0"),
-    ("cuda_graph", "false", "cuda_graph must be true or false (a bool), got 'false'"),
+    ("latent_dim", 2.0, "latent_dim=2.0: expected an integer >= 1, got a float"),
+    ("cuda_graph", "false", "cuda_graph='false': expected true or false, got a str"),
     ("arch_options", {"channels": [0, 8], "hidden_dim": 8}, "arch_options 'channels'"),
     ("likelihood_options", {"sigma": "0.1"}, "likelihood_options sigma"),
     ("beta_schedule", {"name": "cyclical", "cycle_steps": 10, "cycles": 0}, "got cycles=0"),

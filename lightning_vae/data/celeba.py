@@ -334,7 +334,8 @@ class CelebADataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         check_options(loader=loader, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                      seed=seed)
+                      seed=seed, download=download, return_attributes=return_attributes,
+                      drop_last=drop_last, progress=progress)
         self.transform = ImageTransform(image_size, 3, crop_size, INPUT_SIZE)
         if crop_size is not None and crop_size > min(INPUT_SIZE):
             raise ValueError(

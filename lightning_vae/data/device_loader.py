@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import os
 from collections.abc import Iterator
 from typing import Literal, NamedTuple, get_args
@@ -40,16 +39,18 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lightning_vae.checks import check_bool, check_number
+
 LoaderKind = Literal["auto", "device", "dataloader"]
 Binarize = Literal["none", "dynamic", "static"]
 
 
 def check_options(*, binarize: str = "none", loader: str = "auto", batch_size: int = 1,
-                  eval_batch_size: int | None = None, seed: int = 0) -> None:
+                  eval_batch_size: int | None = None, seed: int = 0, **switches: object) -> None:
     """Refuse the options every datamodule takes, naming the value and what it may be, when the
     datamodule is built rather than at its first batch: a ``binarize`` or ``loader`` outside its
     choices (``Binarize``, ``LoaderKind``), a batch size that is not an integer >= 1, a seed
-    that is not one >= 0."""
+    that is not one >= 0, and ``switches`` (``download=...``, ...) that are not bools."""
     for name, value, choices in (("binarize", binarize, get_args(Binarize)),
                                  ("loader", loader, get_args(LoaderKind))):
         if value not in choices:
@@ -59,21 +60,8 @@ def check_options(*, binarize: str = "none", loader: str = "auto", batch_size: i
     if eval_batch_size is not None:
         check_number("eval_batch_size", eval_batch_size, minimum=1)
     check_number("seed", seed, minimum=0)
-
-
-def check_number(name: str, value: object, *, minimum: float | None = None,
-                 integer: bool = True) -> None:
-    """Refuse a numeric constructor argument `name` that is not an integer (a real number with
-    ``integer=False``; never a bool) of at least `minimum`, naming it, when the datamodule is
-    built: a string from a script or a float where a count belongs would otherwise fail later,
-    in a slice or a comparison, with a TypeError that names nothing."""
-    kind = numbers.Integral if integer else numbers.Real
-    wanted = ("an integer" if integer else "a number") + (
-        f" >= {minimum}" if minimum is not None else "")
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name}={value!r}: expected {wanted}, got a {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}={value!r}: expected {wanted}")
+    for name, value in switches.items():
+        check_bool(name, value)
 
 
 class EpochShardSampler(Sampler[int]):

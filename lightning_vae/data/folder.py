@@ -32,11 +32,11 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lightning_vae.checks import check_number
 from lightning_vae.data.device_loader import (
     Binarize,
     LoaderKind,
     binarize_once,
-    check_number,
     check_options,
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
@@ -136,7 +136,8 @@ class ImageFolderDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         check_options(binarize=binarize, loader=loader, batch_size=batch_size,
-                      eval_batch_size=eval_batch_size, seed=seed)
+                      eval_batch_size=eval_batch_size, seed=seed, strict=strict,
+                      drop_last=drop_last, progress=progress)
         for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             check_number(name, fraction, integer=False)
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from lightning_vae.data.device_loader import check_number
+from lightning_vae.checks import check_number
 
 CACHE_FORMAT_VERSION = 2
 """Part of every cache key: bump it when `load_image` changes what it returns for a file."""

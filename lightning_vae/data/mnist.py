@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lightning_vae.checks import check_number
 from lightning_vae.data.device_loader import (
     Binarize,
     LoaderKind,
     binarize_once,
-    check_number,
     check_options,
 )
 from lightning_vae.data.idx import IDXError, read_idx
@@ -79,7 +79,8 @@ class IDXDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__()
         check_options(binarize=binarize, loader=loader, batch_size=batch_size,
-                      eval_batch_size=eval_batch_size, seed=seed)
+                      eval_batch_size=eval_batch_size, seed=seed, download=download,
+                      drop_last=drop_last)
         check_number("val_size", val_size, minimum=0)
         self.save_hyperparameters()
         self.data_dir, self.batch_size, self.binarize = data_dir, batch_size, binarize

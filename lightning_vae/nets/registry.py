@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from lightning_vae.objectives import is_int
+from lightning_vae.checks import is_int
 
 ArchitectureBuilder = Callable[..., tuple[nn.Module, nn.Module]]
 _ARCHITECTURES: dict[str, ArchitectureBuilder] = {}
@@ -36,7 +36,7 @@ def build_architecture(name: str, image_shape: tuple[int, int, int], latent_dim:
                        out_channels: int, options: dict[str, Any] | None = None
                        ) -> tuple[nn.Module, nn.Module]:
     """Build the encoder and decoder registered under ``name``."""
-    if name not in _ARCHITECTURES:
+    if not isinstance(name, str) or name not in _ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {name!r}; registered: {available_architectures()}. "
             "Register your own with lightning_vae.register_architecture(name)."
