@@ -11,19 +11,18 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from lightning_vae.hub import check_checkpoint_file
+from lightning_vae.last_checkpoint import LastCheckpoint, checkpoint_folders, last_checkpoint
 from lightning_vae.module import VAE
 from lightning_vae.recipe_files import resolve_config_arguments
 
@@ -58,38 +57,14 @@ to LightningCLI's options."""
 
 USER_ERRORS = (OSError, ValueError, MisconfigurationException)
 """What bad input raises (a missing or damaged file, a value out of range, a trainer setting this
-machine cannot honour), each with a message that names it and the fix: the command reports it in
-one line rather than a traceback."""
+machine cannot honour), each with a message that names it and the fix: the command reports the
+message without a traceback."""
 TRACEBACK_ENV = "LIGHTNING_VAE_TRACEBACK"
 
 PROGRESS_BAR_REFRESH_STEPS = 10
 """How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
 which costs milliseconds (a TQDM redraw and the training loss logged for it): more than a whole
 step of the default model on a GPU (docs/results.md)."""
-
-
-WEIGHT_ARGUMENTS = ("arch", "image_shape", "latent_dim", "arch_options", "likelihood",
-                    "likelihood_options", "preprocessing")
-"""The VAE arguments that decide what its weights are: ``--ckpt_path last`` takes a checkpoint
-only where they equal this run's. The others (lr, β and its schedule, the speed options) and the
-data module's arguments (batch size, ...) may change when a run is resumed."""
-
-
-@dataclass(frozen=True)
-class LastCheckpoint:
-    """What ``--ckpt_path last`` found: the newest ``last*.ckpt`` of this run's model and data
-    (None when none is), and the newer ones passed over, newest first, each with the reason."""
-
-    path: str | None
-    passed_over: list[tuple[Path, str]]
-
-    def passed_over_note(self) -> str:
-        """The messages' "; passed over N ..., the newest P (reason)"; empty when none was."""
-        if not self.passed_over:
-            return ""
-        newest, reason = self.passed_over[0]
-        return (f"; passed over {len(self.passed_over)} last*.ckpt of other models or data, "
-                f"the newest {newest} ({reason})")
 
 
 class VAECLI(LightningCLI):
@@ -164,69 +139,6 @@ class VAECLI(LightningCLI):
         return found
 
 
-def last_checkpoint(trainer: pl.Trainer, hparams: Mapping[str, Any],
-                    data_class: str) -> LastCheckpoint:
-    """The newest ``last*.ckpt`` of earlier runs of the model ``hparams`` describe on data of
-    the class named ``data_class``, for ``--ckpt_path last``.
-
-    Lightning looks for "last" only in the checkpoint folder of the run being started, which for
-    a versioned logger is a new, empty ``version_N+1``: it then warns and starts from the
-    untrained weights. This looks in :func:`checkpoint_folders`, newest first, and passes over
-    checkpoints of other models or data, whose weights would not load or would mean something
-    else.
-    """
-    found = [path for folder in checkpoint_folders(trainer) for path in folder.glob("last*.ckpt")]
-    passed_over = []
-    for path in sorted(found, key=lambda path: path.stat().st_mtime, reverse=True):
-        reason = misfit(path, hparams, data_class)
-        if reason is None:
-            return LastCheckpoint(str(path), passed_over)
-        passed_over.append((path, reason))
-    return LastCheckpoint(None, passed_over)
-
-
-def misfit(path: Path, hparams: Mapping[str, Any], data_class: str) -> str | None:
-    """Why the checkpoint at ``path`` is not one of the model ``hparams`` describe on data of
-    class ``data_class`` (e.g. "latent_dim 10 != 32"); None when it is. Memory-mapped, so that
-    only the few bytes of its hyperparameters are read from a large file."""
-    try:
-        check_checkpoint_file(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # damaged, cut short, not torch's: each reader has its own types
-        return f"cannot be read: {(str(error).splitlines() or [type(error).__name__])[0]}"
-    saved = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(saved, dict):
-        return "no hyper_parameters: not written while training a lightning_vae.VAE"
-    data = checkpoint.get("datamodule_hyper_parameters")
-    class_path = data.get("_class_path") if isinstance(data, dict) else None
-    saved_class = class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else data_class
-    if saved_class != data_class:  # the same class when the checkpoint does not say
-        return f"data {saved_class} != {data_class}"
-    for name in WEIGHT_ARGUMENTS:
-        theirs, ours = json_value(saved.get(name)), json_value(hparams.get(name))
-        if theirs != ours:
-            return f"{name} {json.dumps(theirs)} != {json.dumps(ours)}"
-    return None
-
-
-def json_value(value: Any) -> Any:
-    """``value`` as the JSON value it is written as, so that a tuple equals the same list."""
-    return json.loads(json.dumps(value, default=repr))
-
-
-def checkpoint_folders(trainer: pl.Trainer) -> list[Path]:
-    """Where this recipe's runs write checkpoints: each ModelCheckpoint's explicit ``dirpath``,
-    every version folder of the first logger, or ``default_root_dir/checkpoints`` without one."""
-    folders = [Path(c.dirpath) for c in trainer.checkpoint_callbacks
-               if isinstance(c, ModelCheckpoint) and c.dirpath]
-    logger = trainer.loggers[0] if trainer.loggers else None
-    if logger is not None and logger.save_dir is not None:
-        folders += sorted(Path(logger.save_dir, str(logger.name or "")).glob("*/checkpoints"))
-    else:
-        folders.append(Path(trainer.default_root_dir, "checkpoints"))
-    return folders
-
-
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
     """Run a Lightning subcommand (fit, validate, test, predict) with ``argv``; with
     ``run=False``, ``argv`` holds no subcommand and the CLI only builds the model and data."""
@@ -255,7 +167,7 @@ def _verbs_help() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lightning-vae`` console script. Bad input (``USER_ERRORS``) ends it
-    with a one-line message and status 1; ``LIGHTNING_VAE_TRACEBACK=1`` shows the traceback."""
+    with its message and status 1; ``LIGHTNING_VAE_TRACEBACK=1`` shows the traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and not argv[0].startswith("-") else None
     commands = [*VAECLI.subcommands(), *sorted(VERBS)]

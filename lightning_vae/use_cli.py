@@ -99,7 +99,8 @@ def reconstruct_files(model: VAE, inputs: list[str], out: str | Path,
 
 
 def sample_grid(model: VAE, n: int, out: str | Path, nrow: int = 8, seed: int = 0) -> Path:
-    """Decode ``n`` prior draws (seeded) and write them as one grid PNG, ``nrow`` per row."""
+    """Decode ``n`` prior draws (seeded) and write them as one grid image (its format from
+    ``out``'s extension), ``nrow`` per row."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     return save_image(make_grid(model.sample(n, generator=generator), nrow=nrow), out)
 
@@ -144,7 +145,8 @@ def sample_main(argv: list[str]) -> None:
         description="Decode draws from the prior N(0, I) of a VAE into one grid PNG.")
     _model_options(parser)
     parser.add_argument("-n", "--num-samples", type=_positive, default=64)
-    parser.add_argument("--out", default="samples.png", help="the PNG file to write")
+    parser.add_argument("--out", default="samples.png",
+                        help="the image file to write (.png, .jpg, .webp, ...)")
     parser.add_argument("--nrow", type=_positive, default=8, help="images per row")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
