@@ -312,3 +312,15 @@ def test_download_with_wrong_checksum_keeps_nothing_and_gives_manual_steps(tmp_p
     assert f"{tmp_path / 'data' / 'celeba'}/" in message
     leftovers = list((tmp_path / "data" / "celeba").glob("*"))
     assert not [p for p in leftovers if p.name.startswith("img_align_celeba")]
+
+
+def test_download_while_the_hub_is_switched_off_asks_nothing_and_gives_manual_steps(
+        tmp_path, monkeypatch, offline):
+    served = tmp_path / "hub" / "datasets" / HUB_REPO / "resolve" / HUB_REVISION
+    make_celeba(served, zipped=True)
+    with http_server(tmp_path / "hub") as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        with pytest.raises(DownloadError, match=r"downloaded from the Hugging Face Hub, but "
+                           r"HF_HUB_OFFLINE is set: unset it to download, or\nTo get CelebA"):
+            datamodule(tmp_path / "data", download=True)
+    assert not [path for path in (tmp_path / "data").rglob("*") if path.is_file()]

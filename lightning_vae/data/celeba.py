@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub import constants
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
@@ -134,8 +135,12 @@ def download_celeba(
     folder: Path, names: list[str], *, mirrors: tuple[str, ...] | None = None,
     md5: dict[str, str] = MD5, progress: bool = True,
 ) -> None:
-    """Fetch `names` into `folder` from `mirrors` (default `hub_mirrors()`), each checked against
-    its MD5 before it appears in place; on failure, raise with the manual steps."""
+    """Fetch `names` into `folder` from `mirrors` (default `hub_mirrors()`, unless HF_HUB_OFFLINE
+    keeps the Hub off), each checked against its MD5 before it appears in place; on failure,
+    raise with the manual steps."""
+    if mirrors is None and constants.HF_HUB_OFFLINE:
+        raise DownloadError(f"CelebA is downloaded from the Hugging Face Hub, but HF_HUB_OFFLINE "
+                            f"is set: unset it to download, or\n{_manual_steps(folder, names)}")
     for name in names:
         urls = [base + name for base in (mirrors or hub_mirrors())]
         try:
