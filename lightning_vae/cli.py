@@ -151,7 +151,7 @@ def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
             args=argv,
             run=run,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"epilog": _verbs_help(),
+            parser_kwargs={"prog": "lightning-vae", "epilog": _verbs_help(),
                            **{name: {"epilog": SUBCOMMAND_NOTES} for name in VAECLI.subcommands()}},
         )
 

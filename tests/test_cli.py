@@ -101,10 +101,15 @@ def test_bad_input_to_a_lightning_subcommand_ends_in_a_message_or_a_traceback_on
 
 
 @pytest.mark.parametrize("command", ["fit", "test"])
-def test_a_subcommands_help_ends_with_what_the_package_adds(command, capsys):
+def test_a_subcommands_help_names_the_command_and_ends_with_what_the_package_adds(command,
+                                                                                   capsys):
+    """The program name is lightning-vae however it runs (``python -m lightning_vae.cli``, as
+    sweeps do, would show cli.py)."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    notes = " ".join(capsys.readouterr().out.split()[-60:])
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: lightning-vae [options] {command} ")
+    notes = " ".join(out.split()[-60:])
     assert "--ckpt_path last is the newest last.ckpt of this recipe's earlier runs" in notes
     assert "--wandb logs to Weights & Biases" in notes and "LIGHTNING_VAE_TRACEBACK=1" in notes
 
