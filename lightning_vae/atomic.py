@@ -23,8 +23,11 @@ def replacing(target: str | Path) -> Iterator[Path]:
     except (FileExistsError, NotADirectoryError) as error:
         raise NotADirectoryError(f"cannot write {target}: part of its folder's path is a file "
                                  f"({error.strerror}: {error.filename})") from None
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                        suffix=".partial")
+    try:
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                            suffix=".partial")
+    except OSError as error:  # it would name the temporary file, which the user never asked for
+        raise OSError(f"cannot write {target} ({error.strerror} in {target.parent})") from None
     os.close(descriptor)
     temporary = Path(name)
     try:

@@ -6,6 +6,8 @@ naming the argument, rather than failing later where the error names nothing."""
 import math
 import numbers
 
+import numpy as np
+
 
 def is_real(value: object) -> bool:
     """Whether ``value`` is a finite real number (not a bool), NumPy's included: what a weight
@@ -35,7 +37,8 @@ def check_number(name: str, value: object, *, minimum: float | None = None,
 
 
 def check_bool(name: str, value: object) -> None:
-    """Refuse a switch that is not a bool, naming it: a string "false" would turn it on."""
-    if not isinstance(value, bool):
+    """Refuse a switch that is not a bool (NumPy's included), naming it: a string "false"
+    would turn it on."""
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}={value!r}: expected true or false, got a "
                         f"{type(value).__name__}")

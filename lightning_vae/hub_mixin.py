@@ -238,10 +238,11 @@ class VAEHubMixin(
         try:
             model = cls(**(config | model_kwargs))
         except (TypeError, ValueError) as error:  # a TypeError: a value of the wrong JSON type
+            overrides = f" with the overrides {model_kwargs}" if model_kwargs else ""
             raise ValueError(
-                f"{source}: config.json does not build a model: {error}; if the file was "
-                "edited by hand, check its values against the VAE's arguments, or save the "
-                "model again"
+                f"{source}: config.json{overrides} does not build a model: {error}; check the "
+                "values against the VAE's arguments (if the file was edited by hand, or save "
+                "the model again)"
             ) from None
         _load_weights(model, _fetch(source, WEIGHTS_FILE, download), source)
         return model.to(map_location).eval()
@@ -348,13 +349,19 @@ def _fetch(source: str, filename: str, download: dict[str, Any]) -> Path:
         raise FileNotFoundError(f"{repo}: the Hub has no such revision; pass an existing "
                                 "branch, tag or commit") from None
     except EntryNotFoundError as error:  # the local variant: not cached, and no connection
-        fix = ("unset HF_HUB_OFFLINE to download it" if constants.HF_HUB_OFFLINE
-               else "check the connection to the Hub and retry")
+        if download["local_files_only"]:
+            fix = "leave out local_files_only=True to download it"
+        elif constants.HF_HUB_OFFLINE:
+            fix = "unset HF_HUB_OFFLINE to download it"
+        else:
+            fix = "check the connection to the Hub and retry"
         raise FileNotFoundError(
             f"no folder {source!r} here, and {filename} of {repo} is not in the Hugging Face "
             f"cache and could not be downloaded ({error}); {fix}, or pass cache_dir= where it "
             "was downloaded"
         ) from None
+    except (LocalTokenNotFoundError, HFValidationError):  # token=True without one, a bad revision
+        raise
     except Exception as error:  # network and server failures, in the HTTP client's own types
         raise OSError(f"downloading {filename} of {repo} failed ({_reason(error)}); files "
                       "already in the cache are kept: retry") from error

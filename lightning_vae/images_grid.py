@@ -47,9 +47,9 @@ def make_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, padding: int = 2
 
 def save_image(picture: np.ndarray, path: str | Path) -> Path:
     """Write a uint8 (H, W) grey or (H, W, 3) RGB array, e.g. from :func:`make_grid`, in the
-    format its file name's extension names (``.png``, ``.jpg``, ``.webp``, ...). The file is
-    replaced atomically (:func:`~lightning_vae.atomic.replacing`): a failed write leaves an
-    existing one as it was."""
+    format its file name's extension names (``.png``, ``.jpg``, ``.webp``, ...; PNG without
+    one). The file is replaced atomically (:func:`~lightning_vae.atomic.replacing`): a failed
+    write leaves an existing one as it was."""
     if picture.dtype != np.uint8 or not (
         picture.ndim == 2 or (picture.ndim == 3 and picture.shape[2] == 3)
     ):
@@ -58,10 +58,11 @@ def save_image(picture: np.ndarray, path: str | Path) -> Path:
             f"{picture.shape}; build it with make_grid"
         )
     path = Path(path)
+    extensions = Image.registered_extensions()  # also loads Pillow's format plugins
+    image_format = extensions.get(path.suffix.lower()) if path.suffix else "PNG"
+    if image_format not in Image.SAVE:
+        raise ValueError(f"{path}: Pillow writes no image format with the extension "
+                         f"{path.suffix!r}; end the file name with .png (or .jpg, .webp, ...)")
     with replacing(path) as temporary:
-        image_format = Image.registered_extensions().get(path.suffix.lower())
-        if image_format is None:
-            raise ValueError(f"{path}: no image format has the extension {path.suffix!r}; end "
-                             "the file name with .png (or .jpg, .webp, ...)")
         Image.fromarray(picture).save(temporary, format=image_format)
     return path

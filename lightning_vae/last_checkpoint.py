@@ -17,9 +17,11 @@ from lightning_vae.hub import check_checkpoint_file
 
 WEIGHT_ARGUMENTS = ("arch", "image_shape", "latent_dim", "arch_options", "likelihood",
                     "likelihood_options", "preprocessing")
-"""The VAE arguments that decide what its weights are: ``--ckpt_path last`` takes a checkpoint
-only where they equal this run's. The others (lr, β and its schedule, the speed options) and the
-data module's arguments (batch size, ...) may change when a run is resumed."""
+"""The VAE arguments that decide what its weights are and what input they take (the
+preprocessing follows the data module's binarization and crop): ``--ckpt_path last`` takes a
+checkpoint only where they equal this run's. The others (lr, β and its schedule, the speed
+options) and the data module's other arguments (batch size, ...) may change when a run is
+resumed."""
 
 
 @dataclass(frozen=True)

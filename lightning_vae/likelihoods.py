@@ -68,8 +68,8 @@ class GaussianHead(nn.Module):
     def __init__(self, channels: int, sigma: float = 0.1, learn_sigma: bool = False,
                  sigma_min: float = 1e-3) -> None:
         super().__init__()
-        if not is_real(sigma_min) or sigma_min <= 0:
-            raise ValueError(f"gaussian likelihood_options sigma_min must be a number > 0 (the "
+        if not is_real(sigma_min) or sigma_min < 0:
+            raise ValueError(f"gaussian likelihood_options sigma_min must be a number >= 0 (the "
                              f"floor of a learned sigma), got {sigma_min!r}")
         if not is_real(sigma) or sigma <= sigma_min:
             raise ValueError(f"gaussian likelihood_options sigma must be a number > "

@@ -40,8 +40,9 @@ def check_option(schedule: str, option: str, value: object, valid: bool, expecte
 
 
 def check_steps(schedule: str, option: str, value: object) -> None:
-    """Refuse a schedule length (optimizer steps) that is no int >= 1."""
-    check_option(schedule, option, value, is_int(value) and value >= 1, ">= 1 (an int)")
+    """Refuse a schedule length (optimizer steps) that is not a finite number >= 1. A float
+    such as 1e3 works (schedules divide by it) and earlier versions saved such configs."""
+    check_option(schedule, option, value, is_real(value) and value >= 1, ">= 1 (a number)")
 
 
 class ConstantBeta:

@@ -376,6 +376,23 @@ def test_a_download_that_breaks_off_names_the_file_and_the_cached_model_still_lo
     assert VAE.from_pretrained("someuser/some-vae", cache_dir=cache).latent_dim == 3
 
 
+def test_a_repo_missing_from_the_cache_with_local_files_only_says_to_leave_it_out(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"leave out local_files_only=True to download it"):
+        VAE.from_pretrained("someuser/absent", cache_dir=tmp_path, local_files_only=True)
+
+
+def test_token_true_without_a_token_is_huggingface_hubs_own_error_not_a_download_failure(
+        hub_server, no_token, tmp_path):
+    with pytest.raises(LocalTokenNotFoundError):
+        VAE.from_pretrained("someuser/private-vae", cache_dir=tmp_path, token=True)
+
+
+def test_an_override_that_does_not_build_a_model_is_named_as_an_override(saved):
+    with pytest.raises(ValueError, match=re.escape(
+            f"{saved}: config.json with the overrides {{'lr': -1}} does not build a model: lr")):
+        lightning_vae.from_pretrained(saved, lr=-1)
+
+
 def test_a_name_that_is_neither_a_folder_nor_a_repo_id_says_both(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no model folder at 'my model', and it is not a "
                        r"Hub repo id \(user/name\) either"):

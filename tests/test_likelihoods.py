@@ -43,9 +43,10 @@ def test_fixed_gaussian_sigma_is_not_a_parameter_and_mean_is_in_unit_range():
     ({"sigma": float("nan")}, "sigma must be a number > sigma_min=0.001, got nan"),
     ({"sigma": True}, "sigma must be a number > sigma_min=0.001, got True"),
     ({"sigma": 0.001}, "sigma must be a number > sigma_min=0.001, got 0.001"),
-    ({"sigma_min": "0.001"}, "sigma_min must be a number > 0 (the floor of a learned sigma), "
+    ({"sigma_min": "0.001"}, "sigma_min must be a number >= 0 (the floor of a learned sigma), "
                              "got '0.001'"),
-    ({"sigma_min": 0}, "sigma_min must be a number > 0 (the floor of a learned sigma), got 0"),
+    ({"sigma_min": -0.1}, "sigma_min must be a number >= 0 (the floor of a learned sigma), "
+                          "got -0.1"),
     ({"learn_sigma": "false"}, "learn_sigma must be true or false, got 'false'"),
     ({"learn_sigma": 1}, "learn_sigma must be true or false, got 1"),
 ])
@@ -64,3 +65,8 @@ def test_an_unknown_gaussian_option_is_refused_naming_the_choices():
 def test_unknown_likelihood_names_the_choices():
     with pytest.raises(ValueError, match="bernoulli"):
         build_likelihood("poisson", channels=1)
+
+
+def test_a_learned_sigma_may_have_no_floor_as_earlier_versions_allowed():
+    head = build_likelihood("gaussian", channels=1, sigma=0.05, sigma_min=0, learn_sigma=True)
+    assert torch.allclose(head.sigma, torch.full_like(head.sigma, 0.05))

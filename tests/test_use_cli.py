@@ -149,7 +149,7 @@ def test_a_gpu_this_machine_lacks_is_refused_with_the_fix(sources, tmp_path):
 
 
 @pytest.mark.parametrize("name, image_format", [("grid.png", "PNG"), ("grid.JPG", "JPEG"),
-                                                ("grid.webp", "WEBP")])
+                                                ("grid.webp", "WEBP"), ("grid", "PNG")])
 def test_sample_writes_the_format_the_file_name_names(name, image_format, sources, tmp_path):
     main(["sample", sources["folder"], "-n", "4", "--out", str(tmp_path / name)])
     with Image.open(tmp_path / name) as grid:
@@ -157,7 +157,8 @@ def test_sample_writes_the_format_the_file_name_names(name, image_format, source
 
 
 @pytest.mark.parametrize("out, message", [
-    ("grid.pngx", "no image format has the extension '.pngx'"),
+    ("grid.pngx", "Pillow writes no image format with the extension '.pngx'"),
+    ("grid.psd", "Pillow writes no image format with the extension '.psd'"),  # read-only
     ("folder", "is a folder; give the path of a file to write"),
     ("a_file/grid.png", "part of its folder's path is a file"),
 ])
