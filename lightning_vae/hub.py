@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import HfApi, constants
 from torch import Tensor
 
-from lightning_vae.hub_mixin import full_repo_id, require_token
+from lightning_vae.hub_mixin import STAGING_FILES, full_repo_id, require_token
 from lightning_vae.model_card import CardFacts
 from lightning_vae.module import VAE
 
@@ -251,7 +251,7 @@ def push(
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     return str(api.upload_folder(
-        repo_id=repo_id, folder_path=source, repo_type="model",
+        repo_id=repo_id, folder_path=source, repo_type="model", ignore_patterns=[STAGING_FILES],
         commit_message=commit_message or f"Upload lightning-vae model from {source.name}",
     ))
 

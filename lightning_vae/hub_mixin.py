@@ -43,6 +43,9 @@ CONFIG_FILE = constants.CONFIG_NAME
 WEIGHTS_FILE = constants.SAFETENSORS_SINGLE_FILE
 CARD_FILE = "README.md"
 VERSION_KEY = "lightning_vae_version"
+STAGING_FILES = ".*.partial/*"
+"""What a save killed midway may leave inside a model folder (its staging folder, see
+``_staging_folder``): never uploaded."""
 CARD_KWARGS = [*sorted(CardFacts.__dataclass_fields__), "images"]
 T = TypeVar("T", bound="VAEHubMixin")
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hub_cache import COMMIT, folder_bytes
 from huggingface_hub import HfApi, RepoUrl
+from huggingface_hub.utils import filter_repo_objects
 
 from lightning_vae.data.idx import write_idx
 
@@ -114,18 +115,23 @@ def token(no_token: None, monkeypatch: pytest.MonkeyPatch) -> str:
 def hub_api(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """The one fake in the Hub tests, because no Hub server is reachable: ``HfApi.create_repo``
     and ``HfApi.upload_folder`` record what would be created and uploaded (the files' bytes, at
-    the time of the call). Set ``fail`` to an exception to make the upload fail."""
+    the time of the call, less those its ``ignore_patterns`` leave out, matched by
+    huggingface_hub's own filter). Set ``fail`` to an exception to make the upload fail."""
     record = SimpleNamespace(created=[], uploads=[], fail=None)
 
     def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
         record.created.append({"repo_id": repo_id, "private": private, "token": api.token})
         return RepoUrl(f"https://huggingface.co/{repo_id}")
 
-    def upload_folder(api, *, repo_id, folder_path, commit_message=None, **kwargs):
+    def upload_folder(api, *, repo_id, folder_path, commit_message=None, ignore_patterns=None,
+                      **kwargs):
         if record.fail is not None:
             raise record.fail
-        record.uploads.append({"repo_id": repo_id, "files": folder_bytes(Path(folder_path)),
-                               "commit_message": commit_message})
+        files = folder_bytes(Path(folder_path))
+        kept = set(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+        record.uploads.append({"repo_id": repo_id, "commit_message": commit_message,
+                               "files": {name: data for name, data in files.items()
+                                         if name in kept}})
         return f"https://huggingface.co/{repo_id}/commit/{COMMIT}"
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)

@@ -725,6 +725,15 @@ def test_push_uploads_the_folder_as_it_is(saved, token, hub_api):
     assert upload["commit_message"] == "first model"
 
 
+def test_push_leaves_out_what_an_interrupted_save_left_in_the_folder(saved, token, hub_api):
+    staging = saved / ".model.x1y2.partial"  # as a save killed midway leaves it
+    staging.mkdir()
+    (staging / "model.safetensors").write_bytes(b"half a file")
+    push(saved, "someuser/some-vae")
+    [upload] = hub_api.uploads
+    assert sorted(upload["files"]) == sorted(MODEL_FILES)
+
+
 def test_push_without_credentials_fails_before_anything_is_uploaded(saved, no_token, hub_api):
     with pytest.raises(LocalTokenNotFoundError, match=r"cannot push to 'someuser/some-vae'.*"
                        r"hf auth login.*HF_TOKEN"):
