@@ -156,6 +156,19 @@ def test_incomplete_image_folder_counts_the_missing_images_and_says_how_to_fix_i
     assert ("pass download=True" in message) != download
 
 
+def test_images_unzipped_one_folder_too_deep_are_found_and_named(tmp_path):
+    make_celeba(tmp_path / "celeba")
+    folder = tmp_path / "celeba" / "img_align_celeba"
+    (folder / "img_align_celeba").mkdir()
+    for image in folder.glob("*.jpg"):
+        image.rename(folder / "img_align_celeba" / image.name)
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"lacks 24 of the 24 images listed in {tmp_path / 'celeba' / 'list_eval_partition.txt'}"
+            f" (000001.jpg, 000002.jpg, 000003.jpg and 21 more): they are one folder too deep, "
+            f"in {folder / 'img_align_celeba'}/: move them up a level")):
+        datamodule(tmp_path, download=False)
+
+
 def test_incomplete_image_folder_gives_way_to_the_complete_zip_beside_it(tmp_path):
     make_celeba(tmp_path / "zipped" / "celeba", zipped=True)
     make_celeba(tmp_path / "both" / "celeba", zipped=True)

@@ -265,9 +265,12 @@ def check_image_folder(
     if not missing:
         return files
     more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+    nested = folder / IMAGE_DIR
+    state = (f"they are one folder too deep, in {nested}/: move them up a level"
+             if len(missing) == len(listed) and nested.is_dir() else
+             "it looks incompletely extracted")
     lacks = (f"{folder}/ lacks {len(missing)} of the {len(listed)} images listed in "
-             f"{files.partition} ({', '.join(missing[:SHOWN_MISSING])}{more}): it looks "
-             "incompletely extracted")
+             f"{files.partition} ({', '.join(missing[:SHOWN_MISSING])}{more}): {state}")
     if _zip_holds(archive, listed):
         rank_zero_warn(f"{lacks}, so the images are read from {archive}, which holds them all. "
                        "Extract the zip again, or delete the folder, to silence this warning.")
