@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import HfApi, constants
 from torch import Tensor
 
-from lightning_vae.hub_mixin import STAGING_FILES, full_repo_id, require_token
+from lightning_vae.hub_mixin import STAGING_FILES, first_line, full_repo_id, require_token
 from lightning_vae.model_card import CardFacts
 from lightning_vae.module import VAE
 
@@ -73,14 +73,13 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if not trusted:
-            reason = str(error).strip().splitlines()[0]
             raise ValueError(
                 f"{path} holds Python objects that safe (weights_only) loading refuses: "
-                f"{reason}. If it is your own checkpoint, pass --trust-checkpoint "
+                f"{first_line(error)}. If it is your own checkpoint, pass --trust-checkpoint "
                 "(trusted=True) to unpickle it"
             ) from None
     except RuntimeError as error:  # torch's reader: a damaged archive
-        raise ValueError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]}); "
+        raise ValueError(f"{path} is not a readable checkpoint ({first_line(error)}); "
                          "it may be damaged: copy it again, or use another checkpoint") from None
     return torch.load(path, map_location="cpu", weights_only=False)
 

@@ -370,9 +370,15 @@ def _fetch(source: str, filename: str, download: dict[str, Any]) -> Path:
                       "already in the cache are kept: retry") from error
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message in one line, for an error of our own that names the file and the
+    fix around it: its first line (its type's name when it has no message)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _reason(error: BaseException) -> str:
     """An exception's first line, followed by its cause's where that says more."""
-    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    reason = first_line(error)
     cause = error.__cause__ or error.__context__
     return f"{reason}: {cause}" if cause is not None and str(cause) not in reason else reason
 

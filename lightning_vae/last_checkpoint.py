@@ -14,6 +14,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_vae.hub import check_checkpoint_file
+from lightning_vae.hub_mixin import first_line
 
 WEIGHT_ARGUMENTS = ("arch", "image_shape", "latent_dim", "arch_options", "likelihood",
                     "likelihood_options", "preprocessing")
@@ -64,7 +65,7 @@ def misfit(path: Path, hparams: Mapping[str, Any], data_class: str) -> str | Non
         check_checkpoint_file(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # damaged, cut short, not torch's: each reader has its own types
-        return f"cannot be read: {(str(error).splitlines() or [type(error).__name__])[0]}"
+        return f"cannot be read: {first_line(error)}"
     saved = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(saved, dict):
         return "no hyper_parameters: not written while training a lightning_vae.VAE"
