@@ -26,10 +26,8 @@ def load_model(source: str, *, trusted: bool = False, revision: str | None = Non
     """A VAE in eval mode on ``device`` from a Lightning checkpoint file, a model folder or a
     Hub repo id (``revision`` applies to the last)."""
     device = usable_device(device)
-    if Path(source).is_file():
+    if Path(source).is_file() or source.endswith(".ckpt"):  # load_checkpoint names a missing one
         model = model_from_checkpoint(load_checkpoint(source, trusted), source)
-    elif source.endswith(".ckpt"):
-        raise FileNotFoundError(f"no checkpoint file at {source}")
     else:
         model = VAE.from_pretrained(source, revision=revision)
     return model.to(device).eval()
