@@ -1,8 +1,13 @@
-"""Shared fixtures: tiny generated MNIST-layout folders of IDX files, the real data's paths, and
-the Hugging Face Hub as tests meet it (offline, with or without credentials, uploads recorded)."""
+"""Shared fixtures: tiny generated MNIST-layout folders of IDX files, the real data's paths,
+the Hugging Face Hub as tests meet it (offline, with or without credentials, uploads recorded),
+and the command run where writes fail as on a full disk."""
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,3 +142,14 @@ def hub_api(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     return record
+
+
+def write_capped(argv: list[str], max_bytes: int) -> subprocess.CompletedProcess:
+    """``lightning-vae ARGV`` in a child process that may write files of at most ``max_bytes``
+    (RLIMIT_FSIZE): a write beyond fails with EFBIG, as on a full disk."""
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return subprocess.run([sys.executable, "-m", "lightning_vae.cli", *argv], preexec_fn=cap,
+                          capture_output=True, text=True, timeout=300)

@@ -11,9 +11,7 @@ import json
 import os
 import pickle
 import re
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +23,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import write_capped
 from hub_cache import COMMIT, MODEL_FILES, folder_bytes, write_hub_cache
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import LocalTokenNotFoundError
@@ -256,14 +255,7 @@ def test_an_export_that_runs_out_of_space_leaves_the_previous_model_and_says_so(
     main(["export", checkpoint, str(tmp_path / "hub")])
     before = folder_bytes(tmp_path / "hub")
     size = (tmp_path / "hub" / "model.safetensors").stat().st_size
-
-    def cap() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
-
-    failed = subprocess.run([sys.executable, "-m", "lightning_vae.cli", "export", checkpoint,
-                             str(tmp_path / "hub")], preexec_fn=cap, capture_output=True,
-                            text=True, timeout=300)
+    failed = write_capped(["export", checkpoint, str(tmp_path / "hub")], max_bytes=size // 2)
     assert failed.returncode == 1
     assert failed.stderr.splitlines()[-2].startswith(
         f"lightning-vae export: error: writing model.safetensors for {tmp_path / 'hub'} failed")

@@ -2,9 +2,6 @@
 a Hub repo id, a model folder or a Lightning checkpoint."""
 
 import re
-import resource
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +10,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import write_tiny_mnist
+from conftest import write_capped, write_tiny_mnist
 from hub_cache import COMMIT, write_hub_cache
 from PIL import Image
 
@@ -168,17 +165,6 @@ def test_an_output_path_that_cannot_be_an_image_file_is_refused(out, message, so
     with pytest.raises(SystemExit, match=re.escape(message)):
         main(["sample", sources["folder"], "--out", str(tmp_path / out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]
-
-
-def write_capped(argv: list[str], max_bytes: int) -> subprocess.CompletedProcess:
-    """``lightning-vae ARGV`` in a child process that may write files of at most ``max_bytes``
-    (RLIMIT_FSIZE): a write beyond fails with EFBIG, as on a full disk."""
-    def cap() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
-
-    return subprocess.run([sys.executable, "-m", "lightning_vae.cli", *argv], preexec_fn=cap,
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
