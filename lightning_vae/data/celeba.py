@@ -217,7 +217,6 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     The official layout: a line with the image count, a line with the names, then one line per
     image, ``<image>.jpg`` and 40 values of -1 or 1 separated by runs of spaces.
     """
-    fix = DAMAGED
     try:
         with path.open(encoding="utf-8") as lines:
             count, names = lines.readline().strip(), lines.readline().split()
@@ -225,21 +224,22 @@ def read_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
         raise _not_text(path, error) from None
     if not count.isdigit() or len(names) != NUM_ATTRIBUTES:
         raise ValueError(
-            f"{path}: expected the image count on line 1 and 40 attribute names on line 2; {fix}")
+            f"{path}: expected the image count on line 1 and 40 attribute names on line 2; "
+            f"{DAMAGED}")
     try:  # numpy's C parser, under a second for the full file; it checks every row's length
         table = np.loadtxt(path, dtype=np.int64, skiprows=2, converters={0: lambda _: 0}, ndmin=2)
         images = np.loadtxt(path, dtype=str, skiprows=2, usecols=0, ndmin=1).tolist()
     except ValueError as error:
-        raise ValueError(f"{path}: {error}; {fix}") from error
+        raise ValueError(f"{path}: {error}; {DAMAGED}") from error
     if table.shape[1] != 1 + NUM_ATTRIBUTES:
-        raise ValueError(f"{path}: rows hold {table.shape[1] - 1} values, expected 40; {fix}")
+        raise ValueError(f"{path}: rows hold {table.shape[1] - 1} values, expected 40; {DAMAGED}")
     values = table[:, 1:]
     bad = np.flatnonzero(~np.isin(values, (-1, 1)).all(axis=1))
     if bad.size:
         raise ValueError(
-            f"{path}: the line of {images[bad[0]]} holds values other than -1 and 1; {fix}")
+            f"{path}: the line of {images[bad[0]]} holds values other than -1 and 1; {DAMAGED}")
     if len(images) != int(count):
-        raise ValueError(f"{path}: line 1 announces {count} images, found {len(images)}; {fix}")
+        raise ValueError(f"{path}: line 1 announces {count} images, found {len(images)}; {DAMAGED}")
     return names, images, (values + 1) // 2
 
 
