@@ -253,8 +253,9 @@ def test_training_goes_on_after_a_validation_unsets_the_gradients():
                 gpu_loader(32, 16, drop_last=False))
     weights = [*record.weights, flat_weights(model)]
     moved = [(after - before).abs().max().item() for before, after in pairwise(weights)]
-    assert all(step > 1e-4 for step in moved), moved  # epochs 2 and 3 follow validations
-    assert all(p.grad is not None for p in model.parameters())
+    # Epochs 2 and 3 follow validations. (After fit the gradients are None again: the last
+    # thing fit does is validate.)
+    assert all(step > 1e-4 for step in moved), moved
 
 
 @CUDA
