@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, DistributedSampler
 
+from lightning_vae.data import device_loader
 from lightning_vae.data.device_loader import (
     DeviceLoader,
     EpochShardSampler,
@@ -117,6 +119,60 @@ def test_dynamic_binarization_is_fresh_per_epoch_and_reproducible() -> None:
     assert not torch.equal(epoch0, epoch1)
     resumed = DeviceLoader(grey, labels, batch_size=16, binarize=True, seed=1)
     assert torch.equal(binary_epoch(resumed, 1), epoch1)
+
+
+@pytest.mark.parametrize("per_chunk", [1, 2, 3, 11])
+def test_chunked_batches_follow_the_order_and_resume_anywhere(monkeypatch, per_chunk) -> None:
+    """Batches gathered and binarized a chunk at a time: the sampler's order, with a
+    partial last batch, and a loader resumed at any batch (at or inside a chunk's bounds)
+    yields the uninterrupted epoch's remaining batches, binarization noise included."""
+    images, labels = index_images()
+    monkeypatch.setattr(device_loader, "CHUNK_BYTES", per_chunk * 10 * images[0].numel())
+
+    def loader() -> DeviceLoader:
+        made = DeviceLoader(images, labels, batch_size=10, shuffle=True, binarize=True, seed=2)
+        made.sampler.set_epoch(3)
+        return made
+
+    assert loader().chunk_batches() == per_chunk
+    uninterrupted = list(loader())
+    binary = torch.cat([x for x, _ in uninterrupted])
+    order = torch.cat([y for _, y in uninterrupted])
+    assert order.tolist() == loader().sampler.indices().tolist()
+    assert [len(y) for _, y in uninterrupted] == [10] * 10 + [3]
+    assert set(binary.unique().tolist()) == {0.0, 1.0}
+    assert not binary[order == 0].any()  # image 0 is black: P(1) = 0 exactly
+    for skip in range(1, len(uninterrupted)):
+        resumed = loader()
+        resumed.load_state_dict({"epoch": 3, "batches": skip})
+        for (x, y), (want_x, want_y) in zip(resumed, uninterrupted[skip:], strict=True):
+            assert torch.equal(y, want_y) and torch.equal(x, want_x)
+
+
+def test_a_batch_after_the_first_of_its_chunk_costs_one_kernel() -> None:
+    """The per-step work of the loader: after a chunk's gather and binarization, each batch
+    is views of the chunk and one conversion to float (a step launches one kernel for it)."""
+    images, labels = index_images()
+    batches = iter(DeviceLoader(images, labels, batch_size=10, shuffle=True, binarize=True))
+    next(batches)  # gathers and binarizes the chunk: the whole epoch here
+    with CountOps() as ops:
+        next(batches)
+    assert [op for op in ops.names if op not in VIEWS] == ["_to_copy"], ops.names
+
+
+VIEWS = {"slice", "select", "view", "alias", "as_strided"}
+
+
+class CountOps(TorchDispatchMode):
+    """The ATen operators run inside the block, by name (``aten.slice.Tensor`` → ``slice``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
 
 
 def test_ranks_get_different_binarization_noise() -> None:

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lightning_vae.checks import check_bool, check_number
 
 LoaderKind = Literal["auto", "device", "dataloader"]
+CHUNK_BYTES = 64 * 2**20  # uint8 images a DeviceLoader gathers at once (plus its noise, if any)
 Binarize = Literal["none", "dynamic", "static"]
 
 
@@ -174,8 +175,9 @@ class DeviceLoader:
     """Iterate ``(images, labels)`` batches drawn by index from tensors held on ``device``.
 
     ``images`` (N, C, H, W) uint8 and ``labels`` (N, ...) are moved to ``device`` once, here.
-    Each batch is a gather on the device followed by the conversion to float32 in [0, 1], or with
-    ``binarize=True`` a fresh Bernoulli draw per batch (dynamic binarization). ``sampler``
+    Batches are gathered on the device a chunk at a time (:meth:`chunk_batches`), with
+    ``binarize=True`` a fresh Bernoulli draw for every image of the chunk (dynamic
+    binarization); each batch is then converted to float32 in [0, 1]. ``sampler``
     (an :class:`EpochShardSampler`) decides the order and this rank's shard; ``drop_last`` both
     truncates the shards (when ``even_shards``) and drops the last incomplete batch.
     """
@@ -245,8 +247,16 @@ class DeviceLoader:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def chunk_batches(self) -> int:
+        """How many batches :meth:`__iter__` gathers (and binarizes) at once: as many as fit in
+        :data:`CHUNK_BYTES` of uint8 images, at least one (a whole MNIST epoch at batch 128)."""
+        batch_bytes = self.batch_size * self.images[0].numel()
+        return max(1, CHUNK_BYTES // max(1, batch_bytes))
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # One small index copy per epoch; everything per batch stays on the device.
+        # One small index copy per epoch. The gather and the binarization run once per chunk of
+        # batches; each batch is then a slice of the chunk and one conversion to float, so a
+        # step launches one kernel for its batch instead of five (docs/results.md).
         indices = self.sampler.indices().to(self.device)
         s = self.sampler
         self._noise.manual_seed(noise_seed(self.seed, s.epoch, s.rank))
@@ -254,16 +264,18 @@ class DeviceLoader:
         if resume_epoch != s.epoch:
             skip = 0
         self._resume_at, self._batches_seen = None, skip
-        for b in range(len(self)):
-            idx = indices[b * self.batch_size : (b + 1) * self.batch_size]
-            batch = self.images[idx]
-            # Skipped batches draw their binarization noise too, so the later batches match.
-            binary = bernoulli_uint8(batch, self._noise) if self.binarize else None
-            if b < skip:
-                continue
-            self._batches_seen = b + 1
-            images = to_unit_float(batch) if binary is None else binary.to(torch.float32)
-            yield images, self.labels[idx]
+        size, per_chunk, batches = self.batch_size, self.chunk_batches(), len(self)
+        for first in range(0, batches, per_chunk):
+            last = min(first + per_chunk, batches)
+            idx = indices[first * size : last * size]
+            chunk, labels = self.images[idx], self.labels[idx]
+            # Skipped chunks draw their binarization noise too, so the later batches match.
+            binary = bernoulli_uint8(chunk, self._noise) if self.binarize else None
+            for b in range(max(first, skip), last):
+                rows = slice((b - first) * size, (b - first + 1) * size)
+                self._batches_seen = b + 1
+                images = to_unit_float(chunk[rows]) if binary is None else binary[rows].float()
+                yield images, labels[rows]
 
 
 class InMemoryImageDataset(Dataset):
