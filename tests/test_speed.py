@@ -214,6 +214,30 @@ def test_without_a_progress_bar_nothing_is_logged_for_it():
     assert not any(progress_bar_refreshes(trainer, i) for i in range(3))
 
 
+def test_lightnings_hook_names_skip_nn_modules_attribute_checks(monkeypatch):
+    """Lightning sets ``_current_fx_name`` around every hook call, some 20 times a step; on the
+    VAE that is a plain attribute write. Every other attribute still goes through nn.Module, so
+    parameters and submodules assigned later are registered as usual."""
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    checked = []
+    module_setattr = torch.nn.Module.__setattr__
+
+    def counting(self, name, value):
+        checked.append(name)
+        module_setattr(self, name, value)
+
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", counting)
+    trainer = pl.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=8))
+    assert trainer.global_step == 4
+    assert "_current_fx_name" not in checked and "_current_fx_name" in vars(model)
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    model.head = torch.nn.Linear(1, 1)
+    assert "scale" in model._parameters and "head" in model._modules
+    assert {"scale", "head"} <= set(checked)
+
+
 class LogsEveryStep(VAE):
     """The reference: every term through ``self.log`` at every training step."""
 
