@@ -6,6 +6,7 @@ import gc
 import itertools
 import re
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,7 +139,15 @@ def test_mnist_in_data_dir_is_not_taken_for_fashion_mnist(
     found = locate_files(FASHION_MNIST, data_dir, download=False)
     assert {path.parent for path in found.values()} == {system_fashion_mnist_dir}
     data_module = FashionMNISTDataModule(str(data_dir), download=False)
-    data_module.setup("fit")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filter: each text once
+        data_module.prepare_data()
+        data_module.setup("fit")
+    passed_over = [str(w.message) for w in caught if str(w.message).startswith("ignoring")]
+    assert sorted(passed_over) == sorted(
+        f"ignoring {data_dir / name}: holds MNIST's {split} labels, not FashionMNIST's"
+        for name, split in (("train-labels-idx1-ubyte.gz", "train"),
+                            ("t10k-labels-idx1-ubyte.gz", "test")))
     fashion_test_images = read_idx(system_fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")
     assert torch.equal(data_module.splits["test"][0][:, 0], torch.from_numpy(fashion_test_images))
 

@@ -15,8 +15,8 @@ exactly the other data set's is passed over, saying so, and its folder with it.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +176,9 @@ def _find(spec: IDXDatasetSpec, key: str, dirs: list[Path], rejected: list[str])
             if problem is None:
                 return candidate
             rejected.append(f"  {candidate}: {problem}")
-            logging.getLogger(__name__).warning("ignoring %s: %s", candidate, problem)
+            # A warning, not a log line: Python shows each text once, and the files are looked
+            # up twice a run (prepare_data, then setup).
+            warnings.warn(f"ignoring {candidate}: {problem}", stacklevel=2)
     return None
 
 
