@@ -42,8 +42,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lightning_vae.checks import check_bool, check_number
 
 LoaderKind = Literal["auto", "device", "dataloader"]
-CHUNK_BYTES = 64 * 2**20  # uint8 images a DeviceLoader gathers at once (plus its noise, if any)
 Binarize = Literal["none", "dynamic", "static"]
+CHUNK_BYTES = 64 * 2**20  # uint8 images a DeviceLoader gathers at once (plus its noise, if any)
 
 
 def check_options(*, binarize: str = "none", loader: str = "auto", batch_size: int = 1,
@@ -254,9 +254,10 @@ class DeviceLoader:
         return max(1, CHUNK_BYTES // max(1, batch_bytes))
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # One small index copy per epoch. The gather and the binarization run once per chunk of
-        # batches; each batch is then a slice of the chunk and one conversion to float, so a
-        # step launches one kernel for its batch instead of five (docs/results.md).
+        # One small index copy per epoch. The gathers and the binarization run once per chunk
+        # of batches; each batch is then slices of the chunk and its conversion to float: one
+        # kernel launch per step for binary images (two for grey levels), where a gather per
+        # batch took five (four) (docs/results.md, "Fourth session").
         indices = self.sampler.indices().to(self.device)
         s = self.sampler
         self._noise.manual_seed(noise_seed(self.seed, s.epoch, s.rank))
