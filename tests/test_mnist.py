@@ -172,8 +172,11 @@ def test_a_label_file_whose_stream_is_corrupt_is_passed_over_with_the_reason(
     data = bytearray(labels.read_bytes())
     data[len(data) // 2] ^= 0xFF  # the header and the trailer's size stay intact
     labels.write_bytes(bytes(data))
-    with pytest.raises(FileNotFoundError, match=r"train-labels-idx1-ubyte.gz: .*corrupt gzip"):
+    with pytest.raises(FileNotFoundError, match=r"train-labels-idx1-ubyte.gz: corrupt gzip"
+                       ) as error, pytest.warns(UserWarning, match="corrupt gzip") as warned:
         locate_files(MNIST, tiny_mnist_dir, download=False)
+    for message in (str(error.value), *(str(w.message) for w in warned)):
+        assert message.count(str(labels)) == 1, message  # the file named once
 
 
 def test_a_pair_split_across_folders_is_missing_without_download(tiny_mnist_dir: Path) -> None:

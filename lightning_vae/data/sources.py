@@ -175,6 +175,7 @@ def _find(spec: IDXDatasetSpec, key: str, dirs: list[Path], rejected: list[str])
             problem = problem or _holds_another_data_set(spec, key, candidate)
             if problem is None:
                 return candidate
+            problem = problem.removeprefix(f"{candidate}: ")  # an IDXError names the file too
             rejected.append(f"  {candidate}: {problem}")
             # A warning, not a log line: Python shows each text once, and the files are looked
             # up twice a run (prepare_data, then setup).
