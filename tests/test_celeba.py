@@ -1,6 +1,7 @@
 """CelebADataModule on a generated miniature CelebA in the official layout."""
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,26 @@ def test_images_unzipped_one_folder_too_deep_are_found_and_named(tmp_path):
             f" (000001.jpg, 000002.jpg, 000003.jpg and 21 more): they are one folder too deep, "
             f"in {folder / 'img_align_celeba'}/: move them up a level")):
         datamodule(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_zip_lacking_listed_images_counts_them_and_says_how_to_replace_it(tmp_path, download):
+    mini = make_celeba(tmp_path / "celeba", zipped=True)
+    archive = mini.folder / "img_align_celeba.zip"
+    with zipfile.ZipFile(archive) as whole:
+        members = {name: whole.read(name) for name in whole.namelist()}
+    with zipfile.ZipFile(archive, "w") as cut:  # the last four images lost
+        for name in sorted(members)[:20]:
+            cut.writestr(name, members[name])
+    with pytest.raises(FileNotFoundError) as error:
+        datamodule(tmp_path, download=download)
+    message = str(error.value)
+    assert message.startswith(
+        f"{archive} lacks 4 of the 24 images listed in {mini.folder / 'list_eval_partition.txt'}"
+        " (000023.jpg, 000024.jpg, 000021.jpg and 1 more): it is not the whole official "
+        f"archive. Delete {archive} (the official one has md5 ")
+    assert ("then downloads it again" if download else "pass download=True") in message
+    assert archive.is_file()  # named, not deleted
 
 
 def test_incomplete_image_folder_gives_way_to_the_complete_zip_beside_it(tmp_path):

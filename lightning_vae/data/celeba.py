@@ -248,34 +248,55 @@ def _not_text(path: Path, error: UnicodeDecodeError) -> ValueError:
     return ValueError(f"{path}: not a text file ({error}); {DAMAGED}")
 
 
-def check_image_folder(
+def check_images(
     files: CelebAFiles, partition: dict[int, list[str]], download: bool
 ) -> CelebAFiles:
-    """`files`, once its ``img_align_celeba/`` folder is known to hold every image `partition`
-    lists. A folder lacking some (an interrupted unzip, a deleted file) gives way, with a
-    warning, to the zip beside it when that holds them all; else a FileNotFoundError counts the
-    missing images and says how to fix the folder (as fits `download`). A zip's members are
-    checked as it is read."""
+    """`files`, once its images (the ``img_align_celeba/`` folder or the zip) are known to
+    include every image `partition` lists. A folder lacking some (an interrupted unzip, a
+    deleted file) gives way, with a warning, to the zip beside it when that holds them all;
+    else a FileNotFoundError counts the missing images and says how to fix the folder or the zip
+    (as fits `download`). A zip that cannot be read is named when its images are read."""
+    listed = [name for names in partition.values() for name in names]
     if files.images.suffix == ".zip":
+        members = _zip_members(files.images)
+        missing = [] if members is None else [
+            name for name in listed if f"{IMAGE_DIR}/{name}" not in members]
+        if missing:
+            raise FileNotFoundError(
+                f"{_lacks(files.images, missing, listed, files.partition)}: it is not the whole "
+                f"official archive. {_refetch_zip(files.folder, download)}")
         return files
     folder, archive = files.images / IMAGE_DIR, files.folder / IMAGE_ZIP
-    listed = [name for names in partition.values() for name in names]
     present = set(os.listdir(folder))
     missing = [name for name in listed if name not in present]
     if not missing:
         return files
-    more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
     nested = folder / IMAGE_DIR
     state = (f"they are one folder too deep, in {nested}/: move them up a level"
              if len(missing) == len(listed) and nested.is_dir() else
              "it looks incompletely extracted")
-    lacks = (f"{folder}/ lacks {len(missing)} of the {len(listed)} images listed in "
-             f"{files.partition} ({', '.join(missing[:SHOWN_MISSING])}{more}): {state}")
+    lacks = f"{_lacks(f'{folder}/', missing, listed, files.partition)}: {state}"
     if _zip_holds(archive, listed):
         rank_zero_warn(f"{lacks}, so the images are read from {archive}, which holds them all. "
                        "Extract the zip again, or delete the folder, to silence this warning.")
         return replace(files, images=archive)
     raise FileNotFoundError(f"{lacks}. {_refill_steps(files.folder, download)}")
+
+
+def _lacks(where: object, missing: list[str], listed: list[str], partition: Path) -> str:
+    """"`where` lacks N of the M images listed in `partition` (the first few, and how many
+    more)"."""
+    more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+    return (f"{where} lacks {len(missing)} of the {len(listed)} images listed in {partition} "
+            f"({', '.join(missing[:SHOWN_MISSING])}{more})")
+
+
+def _refetch_zip(folder: Path, download: bool) -> str:
+    """How to replace an incomplete ``img_align_celeba.zip`` in `folder`."""
+    archive = folder / IMAGE_ZIP
+    fetch = ("download=True, as now, then downloads it again" if download
+             else f"put the official one in {folder}, or pass download=True to download it")
+    return f"Delete {archive} (the official one has md5 {MD5[IMAGE_ZIP]}): {fetch}."
 
 
 def _refill_steps(folder: Path, download: bool) -> str:
@@ -291,14 +312,19 @@ def _refill_steps(folder: Path, download: bool) -> str:
             f"let the zip be read without unzipping: {fetch}.")
 
 
-def _zip_holds(archive: Path, names: list[str]) -> bool:
-    """Whether `archive` is a readable zip holding every one of `names` in ``img_align_celeba/``."""
+def _zip_members(archive: Path) -> set[str] | None:
+    """The member names of the zip `archive`; None when it is missing or no readable zip."""
     try:
         with zipfile.ZipFile(archive) as opened:
-            members = set(opened.namelist())
+            return set(opened.namelist())
     except (OSError, zipfile.BadZipFile):
-        return False
-    return all(f"{IMAGE_DIR}/{name}" in members for name in names)
+        return None
+
+
+def _zip_holds(archive: Path, names: list[str]) -> bool:
+    """Whether `archive` is a readable zip holding every one of `names` in ``img_align_celeba/``."""
+    members = _zip_members(archive)
+    return members is not None and all(f"{IMAGE_DIR}/{name}" in members for name in names)
 
 
 class CelebADataModule(InMemoryDataModule):
@@ -389,12 +415,12 @@ class CelebADataModule(InMemoryDataModule):
             self.splits[split] = (images, labels)
 
     def _locate(self, download: bool) -> tuple[CelebAFiles, dict[int, list[str]]]:
-        """The files (:func:`locate_celeba`, :func:`check_image_folder`) and the official split
+        """The files (:func:`locate_celeba`, :func:`check_images`) and the official split
         they hold (:func:`read_partition`)."""
         files = locate_celeba(
             self.data_dir, download, self.return_attributes, progress=self.progress)
         partition = read_partition(files.partition)
-        return check_image_folder(files, partition, self.download), partition
+        return check_images(files, partition, self.download), partition
 
     def _cached_images(
         self, files: CelebAFiles, partition: dict[int, list[str]], split: str
