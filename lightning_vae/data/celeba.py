@@ -283,7 +283,7 @@ def check_images(
     raise FileNotFoundError(f"{lacks}. {_refill_steps(files.folder, download)}")
 
 
-def _lacks(where: object, missing: list[str], listed: list[str], partition: Path) -> str:
+def _lacks(where: str | Path, missing: list[str], listed: list[str], partition: Path) -> str:
     """"`where` lacks N of the M images listed in `partition` (the first few, and how many
     more)"."""
     more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
