@@ -127,7 +127,7 @@ def test_chunked_batches_follow_the_order_and_resume_anywhere(monkeypatch, per_c
     partial last batch, and a loader resumed at any batch (at or inside a chunk's bounds)
     yields the uninterrupted epoch's remaining batches, binarization noise included."""
     images, labels = index_images()
-    monkeypatch.setattr(device_loader, "CHUNK_BYTES", per_chunk * 10 * images[0].numel())
+    monkeypatch.setitem(device_loader.CHUNK_BYTES, "cpu", per_chunk * 10 * images[0].numel())
 
     def loader() -> DeviceLoader:
         made = DeviceLoader(images, labels, batch_size=10, shuffle=True, binarize=True, seed=2)
@@ -149,12 +149,19 @@ def test_chunked_batches_follow_the_order_and_resume_anywhere(monkeypatch, per_c
             assert torch.equal(y, want_y) and torch.equal(x, want_x)
 
 
+def test_a_cpu_chunk_is_a_cache_sized_one_and_a_gpu_chunk_an_mnist_epoch() -> None:
+    mnist_batches = DeviceLoader(torch.zeros(256, 1, 28, 28, dtype=torch.uint8),
+                                 torch.zeros(256, dtype=torch.long), batch_size=128)
+    assert mnist_batches.chunk_batches() == 10  # 1 MiB of 128-image batches
+    assert device_loader.CHUNK_BYTES["cuda"] // (128 * 28 * 28) >= 60_000 // 128
+
+
 def test_a_batch_after_the_first_of_its_chunk_costs_one_kernel() -> None:
     """The per-step work of the loader: after a chunk's gather and binarization, each batch
     is views of the chunk and one conversion to float (a step launches one kernel for it)."""
     images, labels = index_images()
     batches = iter(DeviceLoader(images, labels, batch_size=10, shuffle=True, binarize=True))
-    next(batches)  # gathers and binarizes the chunk: the whole epoch here
+    next(batches)  # gathers and binarizes the chunk: the whole epoch here (1 KiB of images)
     with CountOps() as ops:
         next(batches)
     assert [op for op in ops.names if op not in VIEWS] == ["_to_copy"], ops.names

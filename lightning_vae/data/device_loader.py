@@ -43,7 +43,10 @@ from lightning_vae.checks import check_bool, check_number
 
 LoaderKind = Literal["auto", "device", "dataloader"]
 Binarize = Literal["none", "dynamic", "static"]
-CHUNK_BYTES = 64 * 2**20  # uint8 images a DeviceLoader gathers at once (plus its noise, if any)
+# uint8 images a DeviceLoader gathers at once (plus its noise, if any), by device type. On a GPU
+# the chunk saves kernel launches, so larger is better (a whole MNIST epoch); on the CPU there
+# are no launches to save, and a chunk that stays in cache is fastest (docs/results.md).
+CHUNK_BYTES = {"cuda": 64 * 2**20, "cpu": 2**20}
 
 
 def check_options(*, binarize: str = "none", loader: str = "auto", batch_size: int = 1,
@@ -249,15 +252,16 @@ class DeviceLoader:
 
     def chunk_batches(self) -> int:
         """How many batches :meth:`__iter__` gathers (and binarizes) at once: as many as fit in
-        :data:`CHUNK_BYTES` of uint8 images, at least one (a whole MNIST epoch at batch 128)."""
-        batch_bytes = self.batch_size * self.images[0].numel()
-        return max(1, CHUNK_BYTES // max(1, batch_bytes))
+        the device's :data:`CHUNK_BYTES` of uint8 images (other devices: the CPU's), at least
+        one. For MNIST at batch 128: a whole epoch on a GPU, 10 batches on the CPU."""
+        budget = CHUNK_BYTES.get(self.device.type, CHUNK_BYTES["cpu"])
+        return max(1, budget // max(1, self.batch_size * self.images[0].numel()))
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # One small index copy per epoch. The gathers and the binarization run once per chunk
-        # of batches; each batch is then slices of the chunk and its conversion to float: one
-        # kernel launch per step for binary images (two for grey levels), where a gather per
-        # batch took five (four) (docs/results.md, "Fourth session").
+        # of batches; each batch is then slices of the chunk and its conversion to float: on a
+        # GPU, one kernel launch per step for binary images (two for grey levels), where a
+        # gather per batch took five (four) (docs/results.md, "Fourth session").
         indices = self.sampler.indices().to(self.device)
         s = self.sampler
         self._noise.manual_seed(noise_seed(self.seed, s.epoch, s.rank))
