@@ -4,7 +4,7 @@ Both read the 60 000 MNIST training images and yield float32 (B, 1, 28, 28) batc
 (optionally dynamically binarized) on ``--device``:
 
 - device: :class:`~lightning_vae.data.device_loader.DeviceLoader`, the whole uint8 set on the
-  device, each batch a gather + conversion there;
+  device, gathered a chunk of batches at a time and each batch converted there;
 - dataloader: ``torch.utils.data.DataLoader`` over a per-sample ``Dataset`` (uint8 → float per
   image, then collate), ``--workers`` worker processes (default 1), pinned memory on CUDA and a
   host-to-device copy per batch: the usual approach (still cheaper than decoding PIL images).
