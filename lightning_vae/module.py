@@ -194,7 +194,7 @@ class VAE(pl.LightningModule, VAEHubMixin):
         self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name before and after every hook it calls, some 20 times
+        # Lightning sets _current_fx_name before and after every hook it calls, about 24 times
         # a training step. nn.Module's __setattr__ first tests the value against Parameter,
         # buffer and Module types (about 2 µs, against 0.2 for a plain attribute); a hook's name
         # is none of those, so it goes straight to the instance.

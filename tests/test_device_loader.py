@@ -121,16 +121,20 @@ def test_dynamic_binarization_is_fresh_per_epoch_and_reproducible() -> None:
     assert torch.equal(binary_epoch(resumed, 1), epoch1)
 
 
+@pytest.mark.parametrize(("rank", "world_size", "drop_last"),
+                         [(0, 1, False), (0, 1, True), (2, 3, False), (1, 3, True)])
 @pytest.mark.parametrize("per_chunk", [1, 2, 3, 11])
-def test_chunked_batches_follow_the_order_and_resume_anywhere(monkeypatch, per_chunk) -> None:
-    """Batches gathered and binarized a chunk at a time: the sampler's order, with a
-    partial last batch, and a loader resumed at any batch (at or inside a chunk's bounds)
-    yields the uninterrupted epoch's remaining batches, binarization noise included."""
+def test_chunked_batches_follow_the_order_and_resume_anywhere(
+        monkeypatch, per_chunk, rank, world_size, drop_last) -> None:
+    """Batches gathered and binarized a chunk at a time: the sampler's order for this rank, the
+    last batch partial or dropped, and a loader resumed at any batch (at or inside a chunk's
+    bounds) yields the uninterrupted epoch's remaining batches, binarization noise included."""
     images, labels = index_images()
-    monkeypatch.setitem(device_loader.CHUNK_BYTES, "cpu", per_chunk * 10 * images[0].numel())
+    monkeypatch.setattr(device_loader, "CPU_CHUNK_BYTES", per_chunk * 10 * images[0].numel())
 
     def loader() -> DeviceLoader:
-        made = DeviceLoader(images, labels, batch_size=10, shuffle=True, binarize=True, seed=2)
+        made = DeviceLoader(images, labels, batch_size=10, shuffle=True, binarize=True, seed=2,
+                            rank=rank, world_size=world_size, drop_last=drop_last)
         made.sampler.set_epoch(3)
         return made
 
@@ -138,8 +142,11 @@ def test_chunked_batches_follow_the_order_and_resume_anywhere(monkeypatch, per_c
     uninterrupted = list(loader())
     binary = torch.cat([x for x, _ in uninterrupted])
     order = torch.cat([y for _, y in uninterrupted])
-    assert order.tolist() == loader().sampler.indices().tolist()
-    assert [len(y) for _, y in uninterrupted] == [10] * 10 + [3]
+    shard = loader().sampler.indices().tolist()
+    kept = len(shard) // 10 * 10 if drop_last else len(shard)
+    assert order.tolist() == shard[:kept]
+    assert [len(y) for _, y in uninterrupted] == [10] * (len(shard) // 10) + (
+        [] if drop_last or len(shard) % 10 == 0 else [len(shard) % 10])
     assert set(binary.unique().tolist()) == {0.0, 1.0}
     assert not binary[order == 0].any()  # image 0 is black: P(1) = 0 exactly
     for skip in range(1, len(uninterrupted)):
@@ -149,11 +156,17 @@ def test_chunked_batches_follow_the_order_and_resume_anywhere(monkeypatch, per_c
             assert torch.equal(y, want_y) and torch.equal(x, want_x)
 
 
+def test_a_loader_over_no_images_yields_no_batches() -> None:
+    empty = DeviceLoader(torch.zeros(0, 1, 4, 4, dtype=torch.uint8),
+                         torch.zeros(0, dtype=torch.long), batch_size=8, binarize=True)
+    assert len(empty) == 0 and list(empty) == []
+
+
 def test_a_cpu_chunk_is_a_cache_sized_one_and_a_gpu_chunk_an_mnist_epoch() -> None:
     mnist_batches = DeviceLoader(torch.zeros(256, 1, 28, 28, dtype=torch.uint8),
                                  torch.zeros(256, dtype=torch.long), batch_size=128)
     assert mnist_batches.chunk_batches() == 10  # 1 MiB of 128-image batches
-    assert device_loader.CHUNK_BYTES["cuda"] // (128 * 28 * 28) >= 60_000 // 128
+    assert device_loader.ACCELERATOR_CHUNK_BYTES // (128 * 28 * 28) >= 60_000 // 128
 
 
 def test_a_batch_after_the_first_of_its_chunk_costs_one_kernel() -> None:

@@ -215,7 +215,7 @@ def test_without_a_progress_bar_nothing_is_logged_for_it():
 
 
 def test_lightnings_hook_names_skip_nn_modules_attribute_checks(monkeypatch):
-    """Lightning sets ``_current_fx_name`` around every hook call, some 20 times a step; on the
+    """Lightning sets ``_current_fx_name`` around every hook call, about 24 times a step; on the
     VAE that is a plain attribute write. Every other attribute still goes through nn.Module, so
     parameters and submodules assigned later are registered as usual."""
     model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)

@@ -43,10 +43,11 @@ from lightning_vae.checks import check_bool, check_number
 
 LoaderKind = Literal["auto", "device", "dataloader"]
 Binarize = Literal["none", "dynamic", "static"]
-# uint8 images a DeviceLoader gathers at once (plus its noise, if any), by device type. On a GPU
-# the chunk saves kernel launches, so larger is better (a whole MNIST epoch); on the CPU there
-# are no launches to save, and a chunk that stays in cache is fastest (docs/results.md).
-CHUNK_BYTES = {"cuda": 64 * 2**20, "cpu": 2**20}
+# uint8 images a DeviceLoader gathers at once (plus its noise, if any). On an accelerator the
+# chunk saves kernel launches, so larger is better (a whole MNIST epoch); on the CPU there are no
+# launches to save, and a small chunk was fastest (docs/results.md, "Data loading").
+ACCELERATOR_CHUNK_BYTES = 64 * 2**20
+CPU_CHUNK_BYTES = 2**20
 
 
 def check_options(*, binarize: str = "none", loader: str = "auto", batch_size: int = 1,
@@ -252,10 +253,11 @@ class DeviceLoader:
 
     def chunk_batches(self) -> int:
         """How many batches :meth:`__iter__` gathers (and binarizes) at once: as many as fit in
-        the device's :data:`CHUNK_BYTES` of uint8 images (other devices: the CPU's), at least
-        one. For MNIST at batch 128: a whole epoch on a GPU, 10 batches on the CPU."""
-        budget = CHUNK_BYTES.get(self.device.type, CHUNK_BYTES["cpu"])
-        return max(1, budget // max(1, self.batch_size * self.images[0].numel()))
+        :data:`CPU_CHUNK_BYTES` of uint8 images on the CPU, :data:`ACCELERATOR_CHUNK_BYTES`
+        elsewhere, at least one. For MNIST at batch 128: 10 batches on the CPU, a whole epoch on
+        a GPU."""
+        budget = CPU_CHUNK_BYTES if self.device.type == "cpu" else ACCELERATOR_CHUNK_BYTES
+        return max(1, budget // max(1, self.batch_size * math.prod(self.images.shape[1:])))
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # One small index copy per epoch. The gathers and the binarization run once per chunk
