@@ -43,8 +43,10 @@ class IDXError(ValueError):
     """An IDX file that cannot be read: corrupt, truncated or not IDX at all."""
 
     def __init__(self, path: str | Path, problem: str, fix: str = REFETCH) -> None:
-        super().__init__(f"{path}: {problem}. The file is damaged or not an IDX file: {fix}")
         self.path, self.problem = Path(path), problem
+        # The message without the path, for messages that name the file already.
+        self.reason = f"{problem}. The file is damaged or not an IDX file: {fix}"
+        super().__init__(f"{path}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,10 @@ def idx_mismatch(
     try:
         header = read_idx_header(path)
         size = _stored_size(path)
-    except (IDXError, OSError) as err:
-        return str(err)
+    except IDXError as err:
+        return err.reason
+    except OSError as err:
+        return err.strerror or str(err)
     have, want = header.dtype.newbyteorder("="), np.dtype(dtype).newbyteorder("=")
     shape_ok = len(header.shape) == len(shape) and all(
         want_n is None or want_n == n for n, want_n in zip(header.shape, shape, strict=True)

@@ -156,7 +156,7 @@ def _holds_another_data_set(spec: IDXDatasetSpec, key: str, path: Path) -> str |
     try:
         digest = hashlib.md5(read_idx_bytes(path)).hexdigest()
     except IDXError as error:
-        return str(error)
+        return error.reason
     if digest not in owners:
         return None
     return f"holds {owners[digest]}'s {key.replace('_', ' ')}, not {spec.name}'s"
@@ -175,7 +175,6 @@ def _find(spec: IDXDatasetSpec, key: str, dirs: list[Path], rejected: list[str])
             problem = problem or _holds_another_data_set(spec, key, candidate)
             if problem is None:
                 return candidate
-            problem = problem.removeprefix(f"{candidate}: ")  # an IDXError names the file too
             rejected.append(f"  {candidate}: {problem}")
             # A warning, not a log line: Python shows each text once, and the files are looked
             # up twice a run (prepare_data, then setup).
