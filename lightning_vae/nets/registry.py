@@ -53,18 +53,22 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def is_width(value: object) -> bool:
+    """Whether ``value`` can be a layer's width: an int >= 1 (a 0-width layer would build a model
+    that cannot learn, and a negative one fails deep inside torch)."""
+    return is_int(value) and value >= 1
+
+
 def check_width(option: str, value: object) -> None:
-    """Refuse an ``arch_options`` layer width that is no int >= 1: a 0-width layer would build a
-    model that cannot learn, and a negative one fails deep inside torch."""
-    if not is_int(value) or value < 1:
+    """Refuse an ``arch_options`` layer width that is not :func:`is_width`."""
+    if not is_width(value):
         raise ValueError(f"arch_options {option!r} must be an int >= 1 (e.g. 256), got "
                          f"{value!r}")
 
 
 def check_widths(option: str, values: object) -> None:
     """Refuse ``arch_options`` widths that are not a non-empty list of ints >= 1 (one a layer)."""
-    if (not isinstance(values, (list, tuple)) or not values
-            or not all(is_int(value) and value >= 1 for value in values)):
+    if not isinstance(values, (list, tuple)) or not values or not all(map(is_width, values)):
         raise ValueError(f"arch_options {option!r} must be a non-empty list of ints >= 1 (one "
                          f"width per layer, e.g. [32, 64]), got {values!r}")
 
