@@ -253,7 +253,7 @@ def package_settings(spec: Spec) -> dict:
 
 def run_example(spec: Spec) -> Measurement:
     from lightning_vae.data.idx import read_idx
-    from lightning_vae.nets import build_architecture
+    from lightning_vae.model.nets import build_architecture
 
     device = torch.device(spec.device)
     data_dir = Path(spec.data_dir)

@@ -1,15 +1,32 @@
 """lightning-vae: variational autoencoders on PyTorch Lightning."""
 
-from lightning_vae.callbacks import ImagePanels, LatentDiagnostics
-from lightning_vae.distributions import DiagonalGaussian
-from lightning_vae.host_memory import ReuseFreedMemory
-from lightning_vae.hub import PushToHub, export_checkpoint, from_pretrained, push
-from lightning_vae.likelihoods import Bernoulli, Gaussian
-from lightning_vae.module import VAE, VAEOutput
-from lightning_vae.nets import available_architectures, register_architecture
-from lightning_vae.objectives import build_schedule
+from lightning_vae.model import (
+    Bernoulli,
+    DiagonalGaussian,
+    Gaussian,
+    StandardNormal,
+    VAEModel,
+    VAEOutput,
+    available_architectures,
+    register_architecture,
+    register_prior,
+)
+from lightning_vae.objectives import Objective, build_objective, register_objective
+from lightning_vae.training import (
+    VAE,
+    ImagePanels,
+    LatentDiagnostics,
+    PushToHub,
+    ReuseFreedMemory,
+    export_checkpoint,
+    push,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from_pretrained = VAEModel.from_pretrained
+"""A pretrained VAE (a :class:`VAEModel`, in eval mode) from a model folder, a zoo name or a Hub
+repository id: ``lightning_vae.from_pretrained("lightning-vae/mnist-vae")``."""
 
 __all__ = [
     "VAE",
@@ -18,13 +35,18 @@ __all__ = [
     "Gaussian",
     "ImagePanels",
     "LatentDiagnostics",
+    "Objective",
     "PushToHub",
     "ReuseFreedMemory",
+    "StandardNormal",
+    "VAEModel",
     "VAEOutput",
     "available_architectures",
-    "build_schedule",
+    "build_objective",
     "export_checkpoint",
     "from_pretrained",
     "push",
     "register_architecture",
+    "register_objective",
+    "register_prior",
 ]

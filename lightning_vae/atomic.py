@@ -51,3 +51,20 @@ def new_file_mode() -> int:
     umask = os.umask(0o077)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def staging_folder(target: Path) -> tempfile.TemporaryDirectory:
+    """An empty temporary folder on ``target``'s file system, to write a folder's files into
+    before moving them in: beside the folder ``target``, or inside it where only the folder
+    itself is writable. Removed with whatever is left in it when its ``with`` block ends."""
+    names = {"prefix": f".{target.name}.", "suffix": ".partial"}
+    try:
+        return tempfile.TemporaryDirectory(dir=target.parent, **names)
+    except OSError as error:
+        if target.is_dir():
+            try:
+                return tempfile.TemporaryDirectory(dir=target, **names)
+            except OSError:
+                pass
+        raise OSError(f"cannot write the folder {target} ({error.strerror} in "
+                      f"{target.parent}); choose a folder you can write to") from None

@@ -1,4 +1,4 @@
-"""Train, test and export every zoo model (``lightning_vae.zoo.ZOO``) with the package's own
+"""Train, test and export every zoo model (``lightning_vae.hub.zoo.ZOO``) with the package's own
 commands, and record in each model card the exact commands, the hardware and the wall times.
 
     python scripts/build_zoo.py --mnist-dir /work/shared/data/mnist \\
@@ -29,8 +29,8 @@ import yaml
 
 import lightning_vae
 from lightning_vae.data import IDXDataModule, locate_files, read_idx
-from lightning_vae.model_card import REPO_URL
-from lightning_vae.zoo import CARD_FILE, ZOO, ZOO_ROOT, ZooModel
+from lightning_vae.hub.card import REPO_URL
+from lightning_vae.hub.zoo import CARD_FILE, ZOO, ZOO_ROOT, ZooModel
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "lightning-vae"

@@ -1,16 +1,16 @@
-"""Push every installed zoo model (``lightning_vae.zoo``) to the Hugging Face Hub repo of its
+"""Push every installed zoo model (``lightning_vae.hub.zoo``) to the Hugging Face Hub repo of its
 name, its folder as it is: config.json, model.safetensors, the card and its picture.
 
     HF_TOKEN=... python scripts/publish_zoo.py [--only lightning-vae/mnist-vae] [--private]
 
 The token is checked before the first upload, and each folder is checked to load as a model
-(:func:`lightning_vae.hub.push`), so nothing is uploaded when credentials are missing.
+(:func:`lightning_vae.push`), so nothing is uploaded when credentials are missing.
 """
 
 import argparse
 
 from lightning_vae import zoo
-from lightning_vae.hub import push
+from lightning_vae import push
 from lightning_vae.hub_mixin import require_token
 
 

@@ -141,10 +141,10 @@ def fit_config(data_dir: Path, root: Path) -> dict:
         {"class_path": checkpoint, "init_args": {
             "dirpath": str(root / "checkpoints"), "save_last": True,
             "filename": "latest-epoch{epoch:03d}", "auto_insert_metric_name": False}},
-        {"class_path": "lightning_vae.hub.PushToHub",
+        {"class_path": "lightning_vae.PushToHub",
          "init_args": {"repo_id": REPO_ID, "folder": str(root / "hub")}},
-        {"class_path": "lightning_vae.callbacks.ImagePanels"},
-        {"class_path": "lightning_vae.callbacks.LatentDiagnostics"},
+        {"class_path": "lightning_vae.ImagePanels"},
+        {"class_path": "lightning_vae.LatentDiagnostics"},
         {"class_path": "test_ddp.NoiseProbe", "init_args": {"folder": str(root)}},
     ]
     return model_and_data(data_dir) | {"trainer": trainer}

@@ -1,0 +1,36 @@
+"""``lightning-vae export CHECKPOINT FOLDER``: a Lightning checkpoint of a VAE → a Hugging Face
+model folder (config.json, model.safetensors, README.md, samples.png)."""
+
+import argparse
+
+from lightning_vae.training.export import export_checkpoint
+
+
+def card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", help="data set name for the card (default: the "
+                        "datamodule's dataset_name)")
+    parser.add_argument("--val-elbo", type=float, help="validation ELBO, nats per example "
+                        "(default: the checkpoint's val/elbo score)")
+    parser.add_argument("--test-elbo", type=float, help="test ELBO, nats per example")
+    parser.add_argument("--test-log-likelihood", type=float,
+                        help="test log-likelihood (importance-weighted bound, i.e. minus the "
+                        "logged test/nll_iw), nats per example")
+    parser.add_argument("--log-likelihood-samples", type=int,
+                        help="importance samples per image behind --test-log-likelihood")
+    parser.add_argument("--trust-checkpoint", action="store_true", dest="trusted",
+                        help="unpickle a checkpoint that weights_only loading refuses (only "
+                        "for your own files)")
+
+
+def main(argv: list[str]) -> None:
+    """``lightning-vae export CHECKPOINT FOLDER``: a Lightning checkpoint → a model folder."""
+    parser = argparse.ArgumentParser(
+        prog="lightning-vae export",
+        description="Turn a Lightning checkpoint of a VAE into a Hugging Face model folder.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("folder")
+    parser.add_argument("--repo-id", help="the Hub repo the card's loading snippet names")
+    card_options(parser)
+    args = vars(parser.parse_args(argv))
+    folder = export_checkpoint(args.pop("checkpoint"), args.pop("folder"), **args)
+    print(f"wrote {folder}")

@@ -1,0 +1,142 @@
+"""LightningCLI's fit/validate/test/predict for :class:`~lightning_vae.VAE` and any
+LightningDataModule, with what the package adds: ``--ckpt_path last`` of this recipe's earlier
+runs, ``--wandb``, and a checked ``--ckpt_path`` file."""
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities import rank_zero_warn
+
+from lightning_vae.cli.verbs import verbs_help
+from lightning_vae.training.checkpoints import check_checkpoint_file
+from lightning_vae.training.last_checkpoint import (
+    LastCheckpoint,
+    checkpoint_folders,
+    last_checkpoint,
+)
+from lightning_vae.training.module import VAE
+
+WANDB_LOGGER = {
+    "class_path": "pytorch_lightning.loggers.WandbLogger",
+    "init_args": {"project": "lightning-vae", "save_dir": "lightning_logs", "log_model": False},
+}
+"""The logger ``--wandb`` sets: the one recipes/logging/wandb.yaml sets, for runs without the
+recipes folder at hand. Later ``--trainer.logger.*`` arguments change it."""
+
+
+SUBCOMMAND_NOTES = (
+    "lightning-vae adds: --config recipes/NAME takes a recipe installed with the package when "
+    "there is no such file here (`lightning-vae recipes` lists them); --ckpt_path last is the "
+    "newest last.ckpt of this recipe's earlier runs; --wandb logs to Weights & Biases as "
+    "recipes/logging/wandb.yaml does. Bad input ends in one message; LIGHTNING_VAE_TRACEBACK=1 "
+    "shows the traceback."
+)
+"""The end of ``lightning-vae fit --help`` (and validate, test, predict): what the package adds
+to LightningCLI's options."""
+
+PROGRESS_BAR_REFRESH_STEPS = 10
+"""How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
+which costs milliseconds (a TQDM redraw and the training loss logged for it): more than a whole
+step of the default model on a GPU (docs/results.md)."""
+
+
+class VAECLI(LightningCLI):
+    """LightningCLI for :class:`VAE` with any LightningDataModule; the model's ``image_shape``
+    and ``preprocessing`` are taken from the datamodule so the two can never disagree, and the
+    checkpoint records how to prepare new images for the model. Unless the configuration names a
+    progress bar or turns it off, the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = {**init.get("trainer", {}), **kwargs}
+        callbacks = config.get("callbacks") or []
+        if not isinstance(callbacks, list):  # one callback, given without a list
+            callbacks = [callbacks]
+        bar_wanted = config.get("enable_progress_bar") is not False
+        if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
+        return super().instantiate_trainer(**kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse a ``--ckpt_path`` file that is damaged or not a checkpoint, naming
+        it, before Lightning reads the file (for its hyperparameters, right after parsing) with
+        torch's reader, whose error names neither."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        path = subcommand and self.config[subcommand].get("ckpt_path")
+        if path and Path(path).is_file():
+            check_checkpoint_file(path)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
+        parser.link_arguments("data.preprocessing", "model.preprocessing",
+                              apply_on="instantiate")
+
+    def before_fit(self) -> None:
+        """Name the data set in every logger's run config (Lightning logs the datamodule's
+        arguments but not its class), and find the checkpoint ``--ckpt_path last`` means."""
+        dataset = getattr(self.datamodule, "dataset_name", None) or type(self.datamodule).__name__
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams({"dataset": dataset})
+        found = self.resolve_ckpt_path_last()
+        if found is not None and found.path is None:
+            rank_zero_warn("--ckpt_path last: no last.ckpt from an earlier run of this model and "
+                           f"data was found{found.passed_over_note()}; training from scratch")
+
+    def before_validate(self) -> None:
+        """``--ckpt_path last``: the newest ``last*.ckpt`` of this model's training runs.
+        Lightning would look only in the new run's empty folder and evaluate the untrained
+        weights; with no checkpoint to find, this stops with where it looked."""
+        found = self.resolve_ckpt_path_last()
+        if found is not None and found.path is None:
+            folders = ", ".join(str(folder) for folder in checkpoint_folders(self.trainer))
+            raise FileNotFoundError(
+                f"--ckpt_path last: no last*.ckpt in {folders or 'any checkpoint folder'}"
+                f"{found.passed_over_note()}; train first with `lightning-vae fit` and the same "
+                f"configuration, or pass the checkpoint's path"
+            )
+
+    before_test = before_predict = before_validate
+
+    def resolve_ckpt_path_last(self) -> LastCheckpoint | None:
+        """Replace ``--ckpt_path last`` by the checkpoint :func:`last_checkpoint` finds (None when
+        none fits) and warn when it passed newer ones over; None when ``ckpt_path`` is not
+        "last"."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return None
+        found = last_checkpoint(self.trainer, self.model.hparams, type(self.datamodule).__name__)
+        config["ckpt_path"] = found.path
+        if found.path is not None and found.passed_over:
+            rank_zero_warn(f"--ckpt_path last: took {found.path}{found.passed_over_note()}")
+        return found
+
+
+def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
+    """Run a Lightning subcommand (fit, validate, test, predict) with ``argv``; with
+    ``run=False``, ``argv`` holds no subcommand and the CLI only builds the model and data."""
+    with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
+        warnings.filterwarnings("ignore", message=".*provide both args and command line")
+        return VAECLI(
+            VAE,
+            pl.LightningDataModule,
+            subclass_mode_data=True,
+            args=argv,
+            run=run,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "lightning-vae", "epilog": verbs_help(),
+                           **{name: {"epilog": SUBCOMMAND_NOTES} for name in VAECLI.subcommands()}},
+        )
+
+
+def expand_wandb_flag(argv: list[str]) -> list[str]:
+    """``--wandb`` → ``--trainer.logger=<WANDB_LOGGER as JSON>``, in place, so that arguments
+    after it (``--trainer.logger.project=...``) still apply."""
+    flag = f"--trainer.logger={json.dumps(WANDB_LOGGER)}"
+    return [flag if arg == "--wandb" else arg for arg in argv]
+

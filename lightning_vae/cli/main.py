@@ -1,0 +1,52 @@
+"""The ``lightning-vae`` command: LightningCLI's fit/validate/test/predict
+(:mod:`.lightning`), plus the package's verbs, one module each.
+
+``lightning-vae fit --config recipes/mnist_vae.yaml`` trains the default model (``recipes/...``
+is found in the current folder, else among the recipes installed with the package). Verbs that
+are not Lightning subcommands (``export``, ``push``, ...) are dispatched to their modules before
+LightningCLI parses anything, so each keeps its own small argument parser.
+"""
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from lightning_vae.cli.lightning import VAECLI, expand_wandb_flag, run_lightning
+from lightning_vae.cli.recipes import resolve_config_arguments
+from lightning_vae.cli.verbs import VERBS
+
+USER_ERRORS = (OSError, ValueError, MisconfigurationException)
+"""What bad input raises (a missing or damaged file, a value out of range, a trainer setting this
+machine cannot honour), each with a message that names it and the fix: the command reports the
+message without a traceback."""
+TRACEBACK_ENV = "LIGHTNING_VAE_TRACEBACK"
+
+
+def _verb(name: str) -> Callable[[list[str]], object]:
+    module_name, function = VERBS[name].split(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lightning-vae`` console script. Bad input (``USER_ERRORS``) ends it
+    with its message and status 1; ``LIGHTNING_VAE_TRACEBACK=1`` shows the traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    commands = [*VAECLI.subcommands(), *sorted(VERBS)]
+    if command is not None and command not in commands:
+        sys.exit(f"lightning-vae: error: unknown command {command!r}; choose from "
+                 f"{', '.join(commands)} (each takes --help)")
+    try:
+        if command in VERBS:
+            _verb(command)(argv[1:])
+        else:
+            run_lightning(expand_wandb_flag(resolve_config_arguments(argv)))
+    except USER_ERRORS as error:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        program = " ".join(filter(None, ("lightning-vae", command)))
+        sys.exit(f"{program}: error: {error}\n"
+                 f"(run with {TRACEBACK_ENV}=1 to see where it was raised)")

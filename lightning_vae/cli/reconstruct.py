@@ -1,0 +1,83 @@
+"""``lightning-vae reconstruct MODEL IMAGES... --out DIR``: encode images of any size, mode and
+format (through the model's own preprocessing, :mod:`lightning_vae.model.preprocess`) and decode
+them again, one PNG per image::
+
+    lightning-vae reconstruct user/mnist-vae digit.png photos/ --out reconstructions
+"""
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from lightning_vae.atomic import replacing
+from lightning_vae.cli.loading import load_model, model_options, positive
+from lightning_vae.data.folder import list_images
+from lightning_vae.model import VAEModel
+
+
+def output_names(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """(image file, its output name) for files and for the images found in folders (kept in
+    their subfolders); an input file keeps its stem, with ``.png``."""
+    pairs = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            pairs += [(given / name, Path(name).with_suffix(".png"))
+                      for name in list_images(given)[0]]
+        elif given.is_file():
+            pairs.append((given, Path(given.stem + ".png")))
+        else:
+            raise FileNotFoundError(f"no image file or folder at {given}")
+    if not pairs:
+        raise ValueError(f"no image files in {', '.join(inputs)}")
+    seen: dict[Path, Path] = {}
+    for source, name in pairs:
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {source} would both be written as {name}; "
+                             "rename one, or reconstruct them in two runs")
+        seen[name] = source
+    return pairs
+
+
+def open_image(path: Path) -> Image.Image:
+    """The decoded image in ``path``; an error names the file when it is not a readable image."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: cannot be decoded as an image ({error})") from error
+
+
+def reconstruct_files(model: VAEModel, inputs: list[str], out: str | Path,
+                      batch_size: int = 64) -> list[Path]:
+    """Write the reconstruction of every input image (files, or folders of them) as a PNG of the
+    model's size into ``out``; returns the files written."""
+    pairs, out = output_names(inputs), Path(out)
+    written = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        images = [open_image(source) for source, _ in chunk]
+        for (_, name), picture in zip(chunk, model.postprocess(model.reconstruct(images), "pil"),
+                                      strict=True):
+            with replacing(out / name) as temporary:
+                picture.save(temporary, format="PNG")
+            written.append(out / name)
+    return written
+
+
+def main(argv: list[str]) -> None:
+    """``lightning-vae reconstruct MODEL IMAGES... --out DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="lightning-vae reconstruct",
+        description="Encode images of any size and format with a VAE and decode them again; "
+        "writes one PNG per image, of the model's size.")
+    model_options(parser)
+    parser.add_argument("images", nargs="+", help="image files, or folders of them")
+    parser.add_argument("--out", default="reconstructions", help="output folder")
+    parser.add_argument("--batch-size", type=positive, default=64)
+    args = parser.parse_args(argv)
+    model = load_model(args.model, trusted=args.trusted, revision=args.revision,
+                       device=args.device)
+    written = reconstruct_files(model, args.images, args.out, args.batch_size)
+    print(f"wrote {len(written)} reconstructions to {args.out}")

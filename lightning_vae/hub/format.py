@@ -1,0 +1,338 @@
+"""The saved form of a model, and huggingface_hub's mixin that writes and reads it.
+
+A model folder (local, or a Hub repository) holds:
+
+- ``config.json``: the model's constructor arguments, which describe its architecture only
+  (no optimizer, schedule, compile or evaluation setting), plus ``lightning_vae_version``, the
+  package version that wrote them (a newer major version is refused: its format may differ);
+- ``model.safetensors``: the weights. Nothing else is ever read from a download, and nothing is
+  unpickled, so loading a model runs no code from it;
+- ``README.md``, the model card (:mod:`lightning_vae.hub.card`), which also states how the
+  weights were trained, and ``samples.png``, the picture it shows.
+
+huggingface_hub's hooks do the work: ``_save_pretrained`` writes the weights,
+``generate_model_card`` the card, ``_from_pretrained`` builds the model from a folder. The public
+methods add only what the hooks cannot: ``save_pretrained`` stages the folder and moves it in
+whole, ``from_pretrained`` first finds the folder (:mod:`lightning_vae.hub.fetch`).
+"""
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from huggingface_hub import HfApi, PyTorchModelHubMixin, get_token
+from huggingface_hub.errors import LocalTokenNotFoundError
+from huggingface_hub.repocard import ModelCard
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model
+from torch import Tensor
+
+import lightning_vae
+from lightning_vae.atomic import new_file_mode, staging_folder
+from lightning_vae.hub.card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
+from lightning_vae.hub.fetch import CONFIG_FILE, WEIGHTS_FILE, model_folder
+from lightning_vae.images_grid import make_grid, save_image
+
+CARD_FILE = "README.md"
+VERSION_KEY = "lightning_vae_version"
+STAGING_FILES = ".*.partial/*"
+"""What a save killed midway may leave inside a model folder (its staging folder, see
+:func:`~lightning_vae.atomic.staging_folder`): never uploaded."""
+CARD_KWARGS = [*sorted(CardFacts.__dataclass_fields__), "images"]
+LEGACY_TRAINING_KEYS = ("beta", "beta_schedule", "optimizer", "lr", "weight_decay", "iw_samples",
+                        "iw_chunk_size", "fused_optimizer", "channels_last", "compile_mode",
+                        "cuda_graph")
+"""Training settings that 0.1.0 wrote into config.json beside the architecture: ignored when
+reading a folder written by a 0.x version."""
+T = TypeVar("T", bound="ModelFolderMixin")
+
+
+def require_token(repo_id: str, token: str | None) -> str:
+    """The token to push with (``token``, else ``HF_TOKEN`` or the login's), checked before any
+    upload starts so that a push without credentials fails at once and changes nothing."""
+    token = token or get_token()
+    if not token:
+        raise LocalTokenNotFoundError(
+            f"cannot push to {repo_id!r}: no Hugging Face token found. Log in with "
+            "`hf auth login`, set the HF_TOKEN environment variable, or (in Python) pass "
+            "token=...; nothing was uploaded."
+        )
+    return token
+
+
+def full_repo_id(repo_id: str, token: str) -> str:
+    """``repo_id`` with its namespace. The Hub creates a repo given by bare name (``"mnist-vae"``)
+    in the token's account, so the model card's loading snippet must name ``account/name``."""
+    if "/" in repo_id:
+        return repo_id
+    return f"{HfApi(token=token).whoami()['name']}/{repo_id}"
+
+
+class ModelFolderMixin(
+    PyTorchModelHubMixin,
+    library_name="lightning-vae",
+    tags=["vae", "pytorch-lightning"],
+    repo_url=REPO_URL,
+    docs_url=f"{REPO_URL}#readme",
+    license="apache-2.0",
+    pipeline_tag=TASK,
+):
+    """``save_pretrained``, ``from_pretrained`` and ``push_to_hub`` for a model whose
+    constructor arguments are JSON values, kept in its ``config`` dict; the model provides
+    ``reconstruct``, ``sample``, ``image_shape`` (for the card's picture) and
+    ``check_config`` (what a config.json must hold to build it).
+
+    The signatures are huggingface_hub's; what differs: weights are safetensors only, saving is
+    atomic, and the model card states the model's numbers.
+    """
+
+    config: dict[str, Any]
+
+    @classmethod
+    def argument_names(cls) -> list[str]:
+        """The constructor's arguments: what config.json holds besides the version."""
+        return [name for name in cls._hub_mixin_init_parameters if name != "self"]
+
+    def hub_config(self) -> dict[str, Any]:
+        """The constructor arguments (as JSON values) plus the package version writing them."""
+        return self.config | {VERSION_KEY: lightning_vae.__version__}
+
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write config.json, model.safetensors, README.md and samples.png into
+        ``save_directory``.
+
+        ``model_card_kwargs`` takes the fields of :class:`~lightning_vae.hub.card.CardFacts`
+        (``dataset``, ``steps``, ``training``, ``val_elbo``, ``test_elbo``, ...: what the card
+        reports) and ``images``, a batch (B, C, H, W) in [0, 1] shown above its reconstructions.
+
+        Saving is atomic: huggingface_hub's ``save_pretrained`` writes everything into a
+        temporary sibling folder (or one inside ``save_directory`` where only that folder is
+        writable), whose files are then moved in one by one with config.json last, after
+        removing any old one. An interrupted save leaves a folder without config.json, which
+        never loads as a model. Other files in the folder are kept; README.md is replaced, since
+        it states this model's numbers. The files get the mode the umask gives new files (0o644
+        under the usual 022).
+        """
+        if config is not None:
+            raise ValueError(
+                "config.json of a model is written from its constructor arguments; build the "
+                "model with the arguments you want instead of passing config="
+            )
+        card_kwargs = dict(model_card_kwargs or {})
+        images = card_kwargs.pop("images", None)
+        if unknown := sorted(set(card_kwargs) - set(CARD_KWARGS)):
+            raise ValueError(f"unknown model_card_kwargs {unknown}; choose from {CARD_KWARGS}")
+        target = Path(save_directory).resolve()
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"{target} is a file; a model is saved as a folder: choose "
+                                  "a path that is a folder or does not exist yet")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture = self.card_picture(images)
+        with staging_folder(target) as staging_dir:
+            staging = Path(staging_dir)
+            try:
+                super().save_pretrained(
+                    staging, config=self.hub_config(),
+                    model_card_kwargs=card_kwargs | {"reconstructions": images is not None})
+            except SafetensorError as error:  # e.g. a full disk
+                raise OSError(f"writing {WEIGHTS_FILE} for {target} failed: {error}; the "
+                              "folder is unchanged") from None
+            save_image(picture, staging / PICTURE_FILE)
+            target.mkdir(exist_ok=True)
+            (target / CONFIG_FILE).unlink(missing_ok=True)
+            mode = new_file_mode()
+            for name in (WEIGHTS_FILE, PICTURE_FILE, CARD_FILE, CONFIG_FILE):
+                os.chmod(staging / name, mode)  # safetensors writes its file owner-only (0600)
+                os.replace(staging / name, target / name)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or target.name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None,
+                    model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
+        """Save to a temporary folder and upload it to ``repo_id`` (huggingface_hub's
+        ``push_to_hub``: ``private``, ``commit_message``, ``branch``, ... as there), after
+        checking for credentials. The card's loading snippet names ``repo_id``, completed with
+        the token's account when it is a bare name (where the Hub creates it)."""
+        token = require_token(repo_id, token)
+        repo_id = full_repo_id(repo_id, token)
+        card_kwargs = {"repo_id": repo_id} | (model_card_kwargs or {})
+        return super().push_to_hub(repo_id, token=token, model_card_kwargs=card_kwargs, **kwargs)
+
+    def generate_model_card(self, reconstructions: bool = False, **facts: Any) -> ModelCard:
+        """The model card: metadata for the Hub and a body stating the model and its numbers
+        (``facts``: :class:`~lightning_vae.hub.card.CardFacts` fields)."""
+        return build_model_card(self.hub_config(), CardFacts(**facts),
+                                self._hub_mixin_info.model_card_data, reconstructions)
+
+    @torch.no_grad()
+    def card_picture(self, images: Tensor | None = None, columns: int = 8) -> np.ndarray:
+        """The card's picture as a uint8 array: up to ``columns`` of ``images`` above their
+        reconstructions (when images are given), then two rows of prior samples (seed 0, so
+        the same model always gives the same picture)."""
+        was_training = self.training
+        self.eval()
+        try:
+            rows = []
+            if images is not None:
+                if tuple(images.shape[1:]) != tuple(self.image_shape):
+                    raise ValueError(
+                        f"card images have shape {tuple(images.shape[1:])} but the model takes "
+                        f"{tuple(self.image_shape)}; pass images from the model's data set"
+                    )
+                columns = min(columns, len(images))
+                inputs = images[:columns].to(device=self.device, dtype=self.dtype)
+                rows += [inputs, self.reconstruct(inputs)]
+            generator = torch.Generator(device=self.device).manual_seed(0)
+            rows.append(self.sample(2 * columns, generator=generator))
+            return make_grid(torch.cat(rows), nrow=columns)
+        finally:
+            self.train(was_training)
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        map_location: str | torch.device = "cpu",
+        **model_kwargs: Any,
+    ) -> T:
+        """A model from a local folder, a zoo name or a Hub repository id (``"user/name"``),
+        in eval mode.
+
+        Hub files go through huggingface_hub's cache (``cache_dir``, default ``HF_HUB_CACHE``),
+        so ``HF_HUB_OFFLINE=1`` serves them from there. ``model_kwargs`` override config
+        values. Only config.json and model.safetensors are read. A zoo name
+        (:mod:`lightning_vae.hub.zoo`) loads the copy installed with the package, unless
+        ``revision`` or ``force_download`` asks for the Hub's.
+        """
+        if unknown := sorted(set(model_kwargs) - set(cls.argument_names())):
+            raise TypeError(
+                f"from_pretrained got unknown arguments {unknown}: extra keyword arguments "
+                f"override config.json values; choose from {cls.argument_names()}"
+            )
+        folder = model_folder(pretrained_model_name_or_path, revision=revision,
+                              cache_dir=cache_dir, force_download=force_download, token=token,
+                              local_files_only=local_files_only)
+        model = super().from_pretrained(folder, map_location=map_location, overrides=model_kwargs)
+        return model.to(map_location).eval()
+
+    @classmethod
+    def _from_pretrained(cls: type[T], *, model_id: str, config: dict[str, Any] | None,
+                         overrides: dict[str, Any], map_location: str | torch.device = "cpu",
+                         **kwargs: Any) -> T:
+        """huggingface_hub's hook: the model from the folder ``model_id`` that
+        :meth:`from_pretrained` found, built from its config.json (read into ``config``) with
+        the caller's ``overrides``. ``kwargs`` hold the download options, unused since the
+        folder is local by now, and the config's values as huggingface_hub passes them."""
+        folder = Path(model_id)
+        if config is None:
+            raise FileNotFoundError(f"{folder} has no readable {CONFIG_FILE}")
+        config = cls._checked_config(config, folder / CONFIG_FILE)
+        try:
+            model = cls(**(config | overrides))
+        except (TypeError, ValueError) as error:  # a TypeError: a value of the wrong JSON type
+            with_overrides = f" with the overrides {overrides}" if overrides else ""
+            raise ValueError(
+                f"{folder}: config.json{with_overrides} does not build a model: {error}; check "
+                "the values against the model's arguments (if the file was edited by hand, or "
+                "save the model again)"
+            ) from None
+        _load_weights(model, folder / WEIGHTS_FILE, str(folder))
+        return model
+
+    @classmethod
+    def _checked_config(cls, config: Any, path: Path) -> dict[str, Any]:
+        """Constructor arguments from config.json, refused when a newer major version wrote them
+        or when they hold options this version does not know; 0.x's training settings are
+        dropped. The model's ``check_config`` adds its own checks."""
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {config!r}")
+        config = dict(config)
+        version = config.pop(VERSION_KEY, None)
+        if version is not None and _major(version, path) > _major(lightning_vae.__version__, path):
+            raise ValueError(
+                f"{path} was written by lightning-vae {version}, a newer major version than "
+                f"this one ({lightning_vae.__version__}); upgrade with "
+                "`pip install -U lightning-vae`"
+            )
+        if version is None or _major(version, path) == 0:
+            config = {name: value for name, value in config.items()
+                      if name not in LEGACY_TRAINING_KEYS}
+        if unknown := sorted(set(config) - set(cls.argument_names())):
+            raise ValueError(
+                f"{path} has options this lightning-vae ({lightning_vae.__version__}) does not "
+                f"know: {unknown} (written by {version or 'an unknown version'}); upgrade "
+                "lightning-vae, or remove them if the file was edited by hand"
+            )
+        cls.check_config(config, path)
+        return config
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], path: Path) -> None:
+        """Refuse a config this model class cannot build, naming the fix (subclasses add
+        checks, such as an unregistered architecture)."""
+
+
+def _major(version: object, path: Path) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        raise ValueError(f"{path}: unreadable {VERSION_KEY} {version!r}") from None
+
+
+def _load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
+    """Load safetensors weights, checking every stored shape against the model the config
+    built, so that mismatched files fail with the tensors at fault named, and that every
+    weight is finite."""
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    try:
+        with safe_open(path, framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+        mismatched = [f"{name}: stored {shape}, config builds {expected[name]}"
+                      for name, shape in stored.items()
+                      if name in expected and shape != expected[name]]
+        if mismatched:
+            raise ValueError(
+                f"{path} (of {source}) does not fit the model its config.json describes:\n  "
+                + "\n  ".join(mismatched)
+                + "\nconfig.json and model.safetensors come from different models; save both "
+                "again with save_pretrained"
+            )
+        missing, unexpected = load_model(model, path, strict=False)
+    except SafetensorError as error:
+        raise ValueError(
+            f"{path} (of {source}) is not a readable safetensors file ({error}); it may be "
+            "truncated: download it again with force_download=True, or save the model again"
+        ) from None
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} (of {source}) does not fit the model its config.json describes: missing "
+            f"{missing}, unexpected {unexpected}; save config and weights again together"
+        )
+    # safetensors has no checksum: a damaged file whose header survives loads bytes as numbers
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise ValueError(
+            f"{path} (of {source}) holds NaN or infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): the file is damaged or the model diverged; "
+            "download it again with force_download=True, or save it again from a good checkpoint"
+        )

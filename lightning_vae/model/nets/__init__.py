@@ -1,0 +1,10 @@
+"""Encoder/decoder families, registered by name on import."""
+
+from lightning_vae.model.nets import conv, mlp  # noqa: F401  (registers "conv" and "mlp")
+from lightning_vae.model.nets.registry import (
+    available_architectures,
+    build_architecture,
+    register_architecture,
+)
+
+__all__ = ["available_architectures", "build_architecture", "register_architecture"]

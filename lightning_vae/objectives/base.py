@@ -1,0 +1,80 @@
+"""What every training objective shares: the registry that builds one from a recipe's
+``beta`` and ``beta_schedule``, and the checks of its options.
+
+An objective maps the batch means of the ELBO terms (``recon`` and ``kl``, nats per example) and
+its weights at an optimizer step (β, a capacity, ...) to the loss. The weights are a function of
+the step alone, taken from the trainer's ``global_step``, so they follow a resumed run and do
+not move during validation; the training module passes them as device tensors (refilled, not
+rebuilt, when a CUDA graph replays the step).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from lightning_vae.checks import is_real
+
+
+class Objective:
+    """The loss of a batch from its mean ELBO terms and the weights at a step."""
+
+    def weights(self, step: int) -> dict[str, float]:
+        """The weights :meth:`loss` takes at optimizer step ``step``, by name."""
+        raise NotImplementedError
+
+    def loss(self, recon: Tensor, kl: Tensor, **weights: Tensor | float) -> Tensor:
+        """The loss to minimise, from the batch means of the reconstruction term and the KL."""
+        raise NotImplementedError
+
+
+OBJECTIVES: dict[str, Callable[..., Objective]] = {}
+"""``beta_schedule`` name → objective class, built as ``cls(beta, **options)``."""
+
+
+def register_objective(name: str) -> Callable[[type], type]:
+    """Class decorator: make an objective buildable from a recipe's ``beta_schedule: name``."""
+    def register(cls: type) -> type:
+        OBJECTIVES[name] = cls
+        return cls
+    return register
+
+
+def build_objective(beta: float, spec: str | dict[str, Any]) -> Objective:
+    """The objective ``spec`` names (a name, or a dict with ``name`` and its options, e.g.
+    ``{"name": "linear", "steps": 5000}``), with the KL weight ``beta``."""
+    if not isinstance(spec, (str, dict)):
+        raise ValueError(f"beta_schedule must be a name or a dict with a name, got {spec!r}, "
+                         'e.g. "constant" or {"name": "linear", "steps": 5000}')
+    options = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = options.pop("name", None)
+    if not isinstance(name, str) or name not in OBJECTIVES:
+        raise ValueError(
+            f"unknown beta_schedule {name!r}; choose one of {sorted(OBJECTIVES)}, e.g. "
+            '{"name": "linear", "steps": 5000}'
+        )
+    try:
+        return OBJECTIVES[name](beta, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {options} for beta_schedule {name!r}: {error}") from None
+
+
+def check_beta(beta: object) -> float:
+    """``beta`` as a float, refused unless it is a finite number >= 0."""
+    if not is_real(beta) or beta < 0:
+        raise ValueError(f"beta must be a number >= 0 (1: the plain VAE), got {beta!r}")
+    return float(beta)
+
+
+def check_option(schedule: str, option: str, value: object, valid: bool, expected: str) -> None:
+    """Refuse a β schedule's option that is not ``valid``, naming the schedule, the option, its
+    value and what it must be (``expected``)."""
+    if not valid:
+        raise ValueError(f"beta_schedule {schedule!r} needs {option} {expected}, got "
+                         f"{option}={value!r}")
+
+
+def check_steps(schedule: str, option: str, value: object) -> None:
+    """Refuse a schedule length (optimizer steps) that is not a finite number >= 1. A float
+    such as 1e3 works (schedules divide by it) and earlier versions saved such configs."""
+    check_option(schedule, option, value, is_real(value) and value >= 1, ">= 1 (a number)")

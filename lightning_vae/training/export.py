@@ -1,0 +1,179 @@
+"""From a Lightning checkpoint to the Hugging Face Hub: turn it into a model folder
+(``lightning-vae export``), and publish it (``lightning-vae push``, or the :class:`PushToHub`
+callback at the end of ``fit``). The folder format, the checks made on loading and the model
+card live in :mod:`lightning_vae.hub`."""
+
+import tempfile
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from huggingface_hub import HfApi, constants
+from torch import Tensor
+
+from lightning_vae.hub.card import CardFacts
+from lightning_vae.hub.format import STAGING_FILES, full_repo_id, require_token
+from lightning_vae.model import VAEModel
+from lightning_vae.training.checkpoints import (
+    checkpoint_facts,
+    datamodule_class,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+
+
+def first_images(loader: Any, n: int = 8) -> Tensor | None:
+    """Up to ``n`` images from the first ``(images, labels)`` batch of ``loader`` (None when
+    the loader is missing or empty)."""
+    loader = loader[0] if isinstance(loader, list | tuple) and loader else loader
+    batch = next(iter(loader), None) if loader is not None else None
+    if batch is None:
+        return None
+    images = batch[0] if isinstance(batch, list | tuple) else batch
+    return images[:n].cpu()
+
+
+def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path) -> Tensor | None:
+    """Validation (else test) images from the datamodule the checkpoint records, rebuilt with
+    the same options; None, with a warning saying why, when the data is not at hand. Nothing is
+    downloaded: ``prepare_data`` is not called."""
+    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
+    datamodule_type = datamodule_class(hparams)
+    reason = "the checkpoint does not record an importable datamodule class"
+    if datamodule_type is not None:
+        try:
+            datamodule = datamodule_type(
+                **{key: value for key, value in hparams.items() if not key.startswith("_")})
+            datamodule.setup("validate")
+            images = first_images(datamodule.val_dataloader())
+            return images if images is not None else first_images(datamodule.test_dataloader())
+        except Exception as error:  # any failure only costs the picture its reconstructions
+            reason = f"{datamodule_type.__name__} could not load its data ({error})"
+    warnings.warn(f"{path}: the card shows prior samples only: {reason}", stacklevel=3)
+    return None
+
+
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    folder: str | Path,
+    *,
+    images: Tensor | None = None,
+    trusted: bool = False,
+    **facts: Any,
+) -> Path:
+    """Turn a Lightning checkpoint of a VAE into a model folder (config.json, model.safetensors,
+    README.md, samples.png) and return the folder.
+
+    The card's numbers come from the checkpoint (:func:`checkpoint_facts`); ``facts``
+    (:class:`~lightning_vae.model_card.CardFacts` fields: ``repo_id``, ``dataset``,
+    ``test_elbo``, ``test_log_likelihood``, ...) add to or override them. ``images`` (B, C, H, W)
+    are shown with their reconstructions; by default they come from the recorded datamodule.
+    """
+    if unknown := sorted(set(facts) - {field.name for field in fields(CardFacts)}):
+        raise TypeError(f"unknown export arguments {unknown}")
+    checkpoint = load_checkpoint(checkpoint_path, trusted)
+    model = model_from_checkpoint(checkpoint, checkpoint_path)
+    card = vars(checkpoint_facts(checkpoint, checkpoint_path)) | {
+        key: value for key, value in facts.items() if value is not None}
+    if images is None:
+        images = _checkpoint_images(checkpoint, checkpoint_path)
+    model.save_pretrained(folder, model_card_kwargs=card | {"images": images})
+    return Path(folder)
+
+
+def push(
+    source: str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    trusted: bool = False,
+    **facts: Any,
+) -> str:
+    """Upload a model folder, or a checkpoint exported on the way (``facts`` and ``trusted`` as
+    in :func:`export_checkpoint`), to the Hub repo ``repo_id``; returns the commit URL.
+
+    Credentials are checked first and a folder is checked to load as a model, so nothing is
+    uploaded otherwise; the local folder is only read. A bare ``repo_id`` (``"mnist-vae"``) is
+    the token's account's repo, and the exported card names it so.
+    """
+    token = require_token(repo_id, token)
+    repo_id = full_repo_id(repo_id, token)
+    source = Path(source)
+    if not source.is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = export_checkpoint(source, Path(tmp) / "model", trusted=trusted,
+                                       **({"repo_id": repo_id} | facts))
+            return push(folder, repo_id, private=private, commit_message=commit_message,
+                        token=token)
+    if facts or trusted:
+        raise ValueError(f"{source} is a model folder, whose card is already written; card "
+                         "options and --trust-checkpoint apply to checkpoints only")
+    VAEModel.from_pretrained(source)
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return str(api.upload_folder(
+        repo_id=repo_id, folder_path=source, repo_type="model", ignore_patterns=[STAGING_FILES],
+        commit_message=commit_message or f"Upload lightning-vae model from {source.name}",
+    ))
+
+
+class PushToHub(pl.Callback):
+    """At the end of ``fit``, export the best checkpoint to ``folder`` (default: ``hub`` in the
+    run's log folder) and push it to ``repo_id``, on rank zero only.
+
+    The token (``HF_TOKEN`` or ``hf auth login``; never a recipe value) and that the Hub is not
+    switched off (``HF_HUB_OFFLINE``) are checked when fitting starts, so either fails before
+    training rather than after (a bare ``repo_id`` is then completed with the token's account,
+    which the card names). A failed upload leaves the exported folder in place and says how to
+    retry.
+
+    In a recipe::
+
+        trainer:
+          callbacks:
+            - class_path: lightning_vae.PushToHub
+              init_args: {repo_id: user/mnist-vae, private: true}
+    """
+
+    def __init__(self, repo_id: str, folder: str | None = None, private: bool | None = None,
+                 commit_message: str | None = None) -> None:
+        self.repo_id, self.folder = repo_id, folder
+        self.private, self.commit_message = private, commit_message
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        if constants.HF_HUB_OFFLINE:
+            raise ValueError(
+                f"PushToHub pushes to {self.repo_id} when fit ends, but offline mode is on "
+                "(HF_HUB_OFFLINE): unset it, or train without the callback and push the "
+                "checkpoint later with `lightning-vae push`"
+            )
+        self.repo_id = full_repo_id(self.repo_id, require_token(self.repo_id, None))
+        if trainer.checkpoint_callback is None:
+            raise ValueError(
+                "PushToHub pushes the best checkpoint, but checkpointing is off: set "
+                "trainer.enable_checkpointing=true or add a ModelCheckpoint callback"
+            )
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        best = trainer.checkpoint_callback.best_model_path
+        if not best:
+            raise RuntimeError(f"PushToHub: no checkpoint was saved, nothing to push to "
+                               f"{self.repo_id}")
+        folder = Path(self.folder or Path(trainer.log_dir or trainer.default_root_dir) / "hub")
+        export_checkpoint(best, folder, trusted=True, repo_id=self.repo_id,
+                          images=first_images(trainer.val_dataloaders))
+        try:
+            push(folder, self.repo_id, private=self.private, commit_message=self.commit_message)
+        except Exception as error:
+            raise RuntimeError(
+                f"pushing {folder} to {self.repo_id} failed ({error}); the folder is complete: "
+                f"retry with `lightning-vae push {folder} --repo-id {self.repo_id}`"
+            ) from error

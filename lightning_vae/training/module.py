@@ -1,0 +1,390 @@
+"""The VAE LightningModule: a :class:`~lightning_vae.model.VAEModel` trained on an objective
+(the β-weighted negative ELBO by default), with its metrics, optimizer and logging.
+
+It owns what training needs and the model does not: the objective and its schedule, the
+optimizer settings, the evaluation metrics, the noise seeding (:mod:`.noise`) and the speed path
+(:mod:`.fast_path`, :mod:`.cuda_graph`, :mod:`.step_logging`). Its constructor's first eight
+arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
+"""
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MeanSquaredError
+
+from lightning_vae.checks import check_bool, check_number, is_real
+from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
+from lightning_vae.model import DiagonalGaussian, VAEModel
+from lightning_vae.objectives import build_objective
+from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
+from lightning_vae.training.fast_path import (
+    COMPILE_MODES,
+    CompileMode,
+    check_compile_mode,
+    compiled,
+    uses_cudagraphs,
+)
+from lightning_vae.training.noise import NoiseSource
+from lightning_vae.training.optimizers import build_optimizer, check_optimizer
+from lightning_vae.training.step_logging import (
+    device_scalar,
+    per_step_progress_bar,
+    progress_bar_refreshes,
+    step_values_read,
+)
+
+ELBO_TERMS = ("loss", "recon", "kl", "elbo")
+MODEL_ARGUMENTS = VAEModel.argument_names()
+"""The constructor arguments that build the model; the others are training settings."""
+LEGACY_STATE_PREFIXES = ("encoder.", "decoder.", "likelihood_head.")
+"""Where 0.1.0, whose module was the model, kept the weights (now under ``model.``)."""
+
+
+class VAE(pl.LightningModule):
+    """Trains a variational autoencoder (Kingma & Welling 2014) with β-weighting (Higgins et
+    al. 2017). Every argument is a JSON value, so a recipe (LightningCLI) sets each one.
+
+    Losses are in nats per example: summed over pixels and latent dimensions, averaged over
+    the batch.
+
+    Args:
+        arch, image_shape, latent_dim, arch_options, likelihood, likelihood_options, prior,
+            preprocessing: the model's (see :class:`~lightning_vae.model.VAEModel`);
+            ``lightning-vae fit`` takes ``image_shape`` and ``preprocessing`` from the
+            datamodule.
+        beta: weight of the KL term (γ for the capacity objective).
+        beta_schedule: "constant" or a dict such as ``{"name": "linear", "steps": 5000}``,
+            ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
+            ``{"name": "capacity", "capacity_max": 25, "steps": 100000}``
+            (:mod:`lightning_vae.objectives`).
+        optimizer: "adam" or "adamw".
+        lr: learning rate.
+        weight_decay: decoupled (adamw) or L2 (adam) weight decay.
+        fused_optimizer: use the single-kernel (fused) Adam/AdamW where torch has one for the
+            parameters' device (CUDA; the CPU from torch 2.4), else torch's default.
+        iw_samples: k of the importance-weighted bound logged as ``test/nll_iw`` (0 turns it
+            off). 5000 by default, the k of Burda et al. 2016 and the papers after it, so the
+            number compares with published ones. It costs k decoder passes per test image:
+            seconds per image on a CPU, so pass fewer (or 0) there.
+        iw_chunk_size: samples per image decoded at once for ``test/nll_iw``: memory grows with
+            iw_chunk_size × test batch size and not with k; lower it if testing runs out of memory.
+        channels_last: keep convolution weights in the channels-last memory layout, which
+            convolutions then also use for their outputs: faster on a CPU for the conv VAE
+            (docs/results.md), and the layout of GPU tensor cores in bf16. No effect on models
+            without convolutions.
+        compile_mode: ``torch.compile`` the training pass (encoder, sampling, decoder, ELBO
+            terms) with this mode: ``"default"``, ``"reduce-overhead"`` (CUDA graphs: pair it
+            with static shapes, ``drop_last: true`` in the datamodule), ``"max-autotune"`` or
+            ``"max-autotune-no-cudagraphs"``; None runs eagerly. Compiling takes tens of
+            seconds and is slower than eager on CPUs; evaluation always runs eagerly.
+        cuda_graph: on a CUDA device, capture the training pass (forward, ELBO terms and
+            backward) in one CUDA graph after three eager steps and replay it at every step
+            (:mod:`lightning_vae.training.cuda_graph`); the optimizer steps outside it. Needs
+            one GPU, static shapes (``drop_last: true``; other batches run eagerly) and no
+            gradient clipping, accumulation, fp16 scaler nor learning-rate scheduler. Combines
+            with a ``compile_mode`` without CUDA graphs of its own. Elsewhere training runs
+            eagerly.
+    """
+
+    def __init__(
+        self,
+        arch: str = "conv",
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        latent_dim: int = 32,
+        arch_options: dict[str, Any] | None = None,
+        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        likelihood_options: dict[str, Any] | None = None,
+        prior: str = "standard_normal",
+        preprocessing: dict[str, Any] | None = None,
+        beta: float = 1.0,
+        beta_schedule: str | dict[str, Any] = "constant",
+        optimizer: Literal["adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        fused_optimizer: bool = True,
+        iw_samples: int = 5000,
+        iw_chunk_size: int = 100,
+        channels_last: bool = False,
+        compile_mode: CompileMode | None = None,
+        cuda_graph: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        check_number("iw_samples", iw_samples, minimum=0)
+        check_number("iw_chunk_size", iw_chunk_size, minimum=1)
+        for name, value in (("fused_optimizer", fused_optimizer),
+                            ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
+            check_bool(name, value)
+        check_optimizer(optimizer)
+        if not is_real(lr) or lr <= 0:
+            raise ValueError(f"lr must be a number > 0, got {lr!r}")
+        if not is_real(weight_decay) or weight_decay < 0:
+            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+        check_compile_mode(compile_mode)
+        if cuda_graph and uses_cudagraphs(compile_mode):
+            modes = [mode for mode in COMPILE_MODES if not uses_cudagraphs(mode)]
+            raise ValueError(
+                f"compile_mode={compile_mode!r} replays CUDA graphs of its own; with "
+                f"cuda_graph=True choose compile_mode null or one of {modes}"
+            )
+        self.model = VAEModel(arch, image_shape, latent_dim, arch_options, likelihood,
+                              likelihood_options, prior, preprocessing)
+        if channels_last:  # 4-d weights only; their layout decides the convolutions' output
+            self.model.to(memory_format=torch.channels_last)
+        self.objective = build_objective(beta, beta_schedule)
+        # nan_strategy="disable": a NaN term makes the mean NaN rather than being dropped with a
+        # warning (which flatters a diverging model), and checking for NaNs at every update
+        # would wait for the GPU.
+        self.eval_means = nn.ModuleDict({
+            stage: nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in ELBO_TERMS})
+            for stage in ("val", "test")
+        })
+        self.active_units = nn.ModuleDict({
+            stage: ActiveUnits(latent_dim) for stage in ("val", "test")})
+        self.test_kl_per_dim = KLPerDimension(latent_dim)
+        self.test_mse = MeanSquaredError()
+        self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name before and after every hook it calls, about 24 times
+        # a training step. nn.Module's __setattr__ first tests the value against Parameter,
+        # buffer and Module types (about 2 µs, against 0.2 for a plain attribute); a hook's name
+        # is none of those, so it goes straight to the instance.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    # --- the model, loaded and saved ---------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> "VAE":
+        """A module to fine-tune from a pretrained model (a folder, zoo name or Hub id, as
+        :meth:`VAEModel.from_pretrained`): the model's config and weights, with ``kwargs``
+        setting training options (``lr``, ``beta``, ...) and the download options."""
+        training = {name: kwargs.pop(name) for name in list(kwargs)
+                    if name in cls.training_argument_names()}
+        model = VAEModel.from_pretrained(name_or_path, **kwargs)
+        module = cls(**model.config, **training)
+        module.model.load_state_dict(model.state_dict())
+        return module
+
+    @classmethod
+    def argument_names(cls) -> list[str]:
+        """The constructor's arguments: the model's, then the training settings."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    @classmethod
+    def training_argument_names(cls) -> list[str]:
+        """The constructor's arguments that are training settings, not the model's."""
+        return [name for name in cls.argument_names() if name not in MODEL_ARGUMENTS]
+
+    def training_settings(self) -> dict[str, Any]:
+        """The training settings this module was built with (what a model card records)."""
+        return {name: self.hparams[name] for name in self.training_argument_names()}
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
+        """The model's ``save_pretrained``, its card stating these training settings (unless
+        ``model_card_kwargs`` gives other ``training`` settings)."""
+        card = dict(kwargs.pop("model_card_kwargs", None) or {})
+        if card.get("training") is None:
+            card["training"] = self.training_settings()
+        return self.model.save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read 0.1.0 checkpoints (weights at the top level of the state dict), record the step
+        the weights were trained to, and carry the optimizer steps across a change of
+        ``cuda_graph``."""
+        upgrade_state_dict(checkpoint.get("state_dict", {}))
+        self._weights_step = checkpoint.get("global_step", 0)
+        carry_optimizer_steps(checkpoint, automatic=self.automatic_optimization)
+
+    # --- sampling noise ----------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        self.noise = NoiseSource()  # after seed_everything, whose seed it reads
+        graphed = stage == "fit" and self.hparams.cuda_graph
+        self._graphed_pass = self._graph_training_pass() if graphed else None
+        # The graph holds the backward, so the optimizer is stepped by training_step itself.
+        self.automatic_optimization = not graphed
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            self._graphed_pass = None  # frees the graph's memory; the next fit captures anew
+            self._weights_step = self.global_step  # what the weights are now trained to
+
+    def _generator(self, stream: str, *position: int) -> torch.Generator:
+        return self.noise.seed(self.device, self.global_rank, stream, *position)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Here, outside the training pass, which a CUDA graph replays without running its Python.
+        self._train_generator = self._generator("train", self.global_step, batch_idx)
+
+    # --- training --------------------------------------------------------------------------
+
+    def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
+                   ) -> dict[str, Tensor]:
+        """Batch means of the ELBO terms, the optimised loss and the objective's weights behind
+        it (``weights``, else the objective's at this step), all tensors on the model's device
+        (so logging them never copies from the host)."""
+        recon, kl = terms["recon"].mean(), terms["kl"].mean()
+        if weights is None:
+            weights = {name: device_scalar(value, recon.device)
+                       for name, value in self.objective.weights(self._schedule_step()).items()}
+        loss = self.objective.loss(recon, kl, **weights)
+        return {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), **weights}
+
+    def _schedule_step(self) -> int:
+        """Where the objective's schedule stands: the trainer's step while fitting (also for
+        weights loaded from a checkpoint, whose new fit starts at its own step 0 unless it
+        resumes); otherwise the step the weights were trained to: the checkpoint's for a
+        validate/test run (whose step counter starts at 0), the end of the last fit for a model
+        evaluated after one."""
+        if self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING:
+            return self.global_step
+        return getattr(self, "_weights_step", self.global_step)
+
+    def _training_terms(self, x: Tensor) -> dict[str, Tensor]:
+        """The model's ELBO terms of a training batch, compiled when ``compile_mode`` is set."""
+        mode = self.hparams.compile_mode
+        if mode is None:
+            return self.model.elbo(x, self._train_generator)
+        if uses_cudagraphs(mode):  # last step's graph outputs are no longer read
+            torch.compiler.cudagraph_mark_step_begin()
+        return compiled(VAEModel.elbo, mode)(self.model, x, self._train_generator)
+
+    def _graph_training_pass(self) -> GraphedTrainingPass:
+        """The training pass to replay as a CUDA graph in this fit, after checking that the
+        trainer's settings allow one (an error naming the fix where they do not). Off CUDA the
+        same steps run, eagerly, with a warning."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            rank_zero_warn(f"model.cuda_graph=True needs a CUDA device; on {device.type} the "
+                           "training passes run eagerly")
+        problems = {
+            "trains on one GPU: set trainer.devices=1, or cuda_graph false for DDP":
+                trainer.world_size > 1,
+            "cannot clip gradients: remove trainer.gradient_clip_val":
+                bool(trainer.gradient_clip_val),
+            "cannot accumulate gradients: set trainer.accumulate_grad_batches=1":
+                trainer.accumulate_grad_batches != 1,
+            "cannot unscale fp16 gradients: use trainer.precision bf16-mixed or 32-true":
+                getattr(trainer.precision_plugin, "scaler", None) is not None,
+        }
+        found = [problem for problem, present in problems.items() if present]
+        if found:
+            raise ValueError("model.cuda_graph=True " + "; it ".join(found))
+        self._graph_weights = {name: torch.zeros((), device=device)
+                               for name in self.objective.weights(0)}
+        return GraphedTrainingPass(self._training_pass, self.parameters())
+
+    def on_train_start(self) -> None:
+        if self._graphed_pass is not None and self.trainer.lr_scheduler_configs:
+            raise ValueError(
+                "model.cuda_graph=True steps the optimizer itself, and Lightning then leaves "
+                "learning-rate schedulers unstepped: remove the lr_scheduler, or set cuda_graph "
+                "false"
+            )
+
+    def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
+        """What the CUDA graph captures: the terms and loss of a batch, with the objective's
+        weights read from the tensors ``_graphed_training_step`` refills before each replay."""
+        return self._objective(self._training_terms(x), self._graph_weights)
+
+    def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
+        """One optimizer step whose closure replays the training pass (forward and backward).
+        Stepping through Lightning's optimizer wrapper keeps ``global_step``, the optimizer
+        hooks and precision handling as in automatic optimization."""
+        for name, value in self.objective.weights(self._schedule_step()).items():
+            self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
+        means = {}
+        self.optimizers().step(closure=lambda: means.update(self._graphed_pass(x)))
+        return means
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """The objective's loss on the batch (with ``cuda_graph``, also its backward and
+        optimizer step). Logs every term, as device tensors, at every step whose values
+        Lightning passes on (:func:`~lightning_vae.training.step_logging.step_values_read`:
+        each logger write and the epoch's last step); ``train/loss`` also goes to the progress
+        bar whenever it redraws, on the CPU only."""
+        x = images_of(batch)
+        if self.automatic_optimization:
+            means = self._objective(self._training_terms(x))
+        else:  # the graph's outputs are overwritten by the next replay: return a copy
+            means = self._graphed_training_step(x)
+            means["loss"] = means["loss"].clone()
+        read = step_values_read(self.trainer, batch_idx)
+        in_bar = per_step_progress_bar(self.device)  # the same for every step of a run
+        if read or (in_bar and progress_bar_refreshes(self.trainer, batch_idx)):
+            self.log("train/loss", means["loss"], prog_bar=in_bar)
+        if read:
+            self.log_dict({f"train/{name}": value for name, value in means.items()
+                           if name != "loss"})
+        return means["loss"]
+
+    # --- evaluation --------------------------------------------------------------------------
+
+    def _evaluation_step(self, batch: Any, stage: str, generator: torch.Generator
+                         ) -> tuple[Tensor, DiagonalGaussian]:
+        """Log the epoch means of the ELBO terms and active units; return the images and their
+        posterior for further metrics."""
+        x = images_of(batch)
+        out, terms = self.model.elbo_terms(x, generator)
+        means = self._objective(terms)
+        terms["loss"] = means["loss"].expand_as(terms["elbo"])
+        for term, metric in self.eval_means[stage].items():
+            metric.update(terms[term])
+            self.log(f"{stage}/{term}", metric, prog_bar=term == "elbo")
+        self.log_dict({f"{stage}/{name}": value for name, value in means.items()
+                       if name not in ELBO_TERMS},
+                      reduce_fx="max", sync_dist=True)  # constants: no batch-size weighting
+        self.active_units[stage].update(out.posterior.mean)
+        self.log(f"{stage}/active_units", self.active_units[stage])
+        return x, out.posterior
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, "val", self._generator("val", dataloader_idx, batch_idx))
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """The ELBO terms and active units, then KL per dimension, pixel MSE of the
+        reconstruction from the posterior mode and the importance-weighted NLL
+        (see :mod:`lightning_vae.metrics`)."""
+        generator = self._generator("test", dataloader_idx, batch_idx)
+        x, posterior = self._evaluation_step(batch, "test", generator)
+        self.test_kl_per_dim.update(posterior.kl_per_dim())
+        self.test_mse.update(self.model.decode(posterior.mode()), x)
+        self.log("test/mse", self.test_mse)
+        if self.test_nll_iw is not None:
+            self.test_nll_iw.update(x, posterior, self.model, generator)
+            self.log("test/nll_iw", self.test_nll_iw)
+
+    def on_test_epoch_end(self) -> None:
+        # The metric has already summed over ranks, so sync_dist averages equal values: it
+        # changes nothing but keeps Lightning from warning under DDP.
+        kl_per_dim = self.test_kl_per_dim.compute()
+        self.test_kl_per_dim.reset()
+        self.log_dict({f"test/kl_dim/{i}": kl for i, kl in enumerate(kl_per_dim)}, sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
+                               self.hparams.weight_decay,
+                               fused=self.hparams.fused_optimizer)
+
+
+def upgrade_state_dict(state: dict[str, Tensor]) -> None:
+    """Move the weights of a 0.1.0 checkpoint, whose module was the model, under ``model.``,
+    in place."""
+    for key in [key for key in state if key.startswith(LEGACY_STATE_PREFIXES)]:
+        state[f"model.{key}"] = state.pop(key)
+
+
+def images_of(batch: Any) -> Tensor:
+    """The images of a batch: ``(images, labels)`` tuples and bare image tensors both work."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
