@@ -298,11 +298,12 @@ def run_loop(spec: Spec) -> Measurement:
     (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer.
     Each step computes what ``VAE.training_step`` does (``_training_terms``, compiled when
     (b) is, then ``_objective``; replayed as a CUDA graph when (b) sets ``cuda_graph``),
-    without the logging and noise seeding around it."""
+    without the logging and the reseeding of the noise generator around it."""
     from lightning_vae import VAE
-    from lightning_vae.cuda_graph import GraphedTrainingPass
     from lightning_vae.data.device_loader import DeviceLoader
     from lightning_vae.data.idx import read_idx
+    from lightning_vae.training.cuda_graph import GraphedTrainingPass
+    from lightning_vae.training.noise import noise_generator
 
     settings = package_settings(spec)
     device = torch.device(spec.device)
@@ -314,6 +315,7 @@ def run_loop(spec: Spec) -> Measurement:
     torch.manual_seed(0)
     model = VAE(**settings["model"]).to(device).train()
     optimizer = model.configure_optimizers()
+    model._train_generator = noise_generator(device).manual_seed(0)
     bf16 = str(settings["trainer"].get("precision")).startswith("bf16")
 
     def training_pass(x: Tensor) -> dict[str, Tensor]:
