@@ -42,10 +42,12 @@ def test_build_prior_gives_the_registered_prior_for_its_latent_size():
     assert isinstance(prior, StandardNormal) and prior.latent_dim == 6
 
 
-def test_an_unknown_prior_is_refused_naming_the_choices():
+@pytest.mark.parametrize("name", ["laplace", ["standard_normal"], {"name": "standard_normal"}])
+def test_an_unknown_prior_is_refused_naming_the_choices(name):
+    """A list or a dict (as a hand-edited config may give) is refused like an unknown name."""
     with pytest.raises(ValueError, match=re.escape(
-            f"unknown prior 'laplace'; choose one of {sorted(PRIORS)}")):
-        build_prior("laplace", 4)
+            f"unknown prior {name!r}; choose one of {sorted(PRIORS)}")):
+        build_prior(name, 4)
     assert "standard_normal" in PRIORS
 
 
