@@ -47,6 +47,6 @@ class StandardNormal(nn.Module):
 
 def build_prior(name: str, latent_dim: int) -> nn.Module:
     """The prior registered under ``name``."""
-    if name not in PRIORS:
+    if not isinstance(name, str) or name not in PRIORS:  # a list or dict is not hashable
         raise ValueError(f"unknown prior {name!r}; choose one of {sorted(PRIORS)}")
     return PRIORS[name](latent_dim)

@@ -37,6 +37,12 @@ class NoiseSource:
         self.base_seed = run_seed()
         self.generator: torch.Generator | None = None
 
+    def __getstate__(self) -> dict:
+        # Without the generator: it is reseeded before every draw, so its state says nothing,
+        # and torch.multiprocessing (ddp_spawn) cannot send one to a child process ("unable to
+        # resize file"). The next seed() makes a new one on the device it is asked for.
+        return self.__dict__ | {"generator": None}
+
     def seed(self, device: torch.device, rank: int, stream: str, *position: int
              ) -> torch.Generator:
         """The generator on ``device``, seeded for ``stream`` at ``position`` on ``rank``."""

@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from lightning_vae.likelihoods import Bernoulli, GaussianHead, build_likelihood
+from lightning_vae.model.likelihoods import Bernoulli, GaussianHead, build_likelihood
 
 
 def test_bernoulli_log_prob_equals_sum_of_pixel_log_probs():

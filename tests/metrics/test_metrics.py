@@ -1,5 +1,6 @@
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -8,10 +9,10 @@ from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_vae import VAE, register_architecture
-from lightning_vae.distributions import DiagonalGaussian
-from lightning_vae.likelihoods import Gaussian
+from lightning_vae import VAE, StandardNormal, register_architecture
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
+from lightning_vae.model.likelihoods import Gaussian
+from lightning_vae.model.posterior import DiagonalGaussian
 from lightning_vae.objectives import importance_weighted_bound
 
 # --- a linear-Gaussian VAE, whose log-likelihood is known exactly ------------------------------
@@ -29,6 +30,11 @@ class LinearGaussian:
     def likelihood(self, z: Tensor) -> Gaussian:
         """p(x|z) = N(Wz, σ²I)."""
         return Gaussian(z @ self.w.T, torch.tensor(2 * math.log(self.sigma)))
+
+    @property
+    def prior(self) -> StandardNormal:
+        """p(z) = N(0, I): with ``likelihood``, what the NLL metric reads of a model."""
+        return StandardNormal(self.w.shape[1])
 
 
 def linear_gaussian(n: int = 300, pixels: int = 6, latent_dim: int = 3,
@@ -96,13 +102,33 @@ def test_the_nll_metric_is_the_negative_bound_averaged_over_all_batches():
     torch.manual_seed(5)
     for rows in (slice(0, 12), slice(12, 30)):
         posterior = DiagonalGaussian(model.posterior.mean[rows], model.posterior.logvar[rows])
-        metric.update(model.x[rows], posterior, model.likelihood)
+        metric.update(model.x[rows], posterior, model)
     torch.manual_seed(5)
     expected = torch.cat([
         -importance_weighted_bound(model.x[rows], DiagonalGaussian(
             model.posterior.mean[rows], model.posterior.logvar[rows]), model.likelihood, 20)
         for rows in (slice(0, 12), slice(12, 30))])
     assert metric.compute().item() == pytest.approx(expected.mean().item(), rel=1e-5)
+
+
+def test_the_nll_metric_draws_from_the_generator_given_under_the_models_prior():
+    """The prior is the model's: one whose density is e times N(0, I)'s moves −log p̂ by −1."""
+    model = linear_gaussian(n=10)
+    state = torch.get_rng_state()
+    metric = ImportanceWeightedNLL(num_samples=20, chunk_size=6)
+    metric.update(model.x, model.posterior, model, torch.Generator().manual_seed(5))
+    expected = -bound(model, 20, chunk_size=None, seed=5).mean()
+    assert metric.compute().item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.equal(torch.get_rng_state(), state)
+
+    class RaisedPrior(StandardNormal):
+        def log_prob(self, z: Tensor) -> Tensor:
+            return super().log_prob(z) + 1.0
+
+    raised = ImportanceWeightedNLL(num_samples=20, chunk_size=6)
+    raised.update(model.x, model.posterior, SimpleNamespace(
+        likelihood=model.likelihood, prior=RaisedPrior(3)), torch.Generator().manual_seed(5))
+    assert raised.compute().item() == pytest.approx(expected.item() - 1.0, rel=1e-5)
 
 
 # --- active units and KL per dimension ---------------------------------------------------------
@@ -190,7 +216,7 @@ def test_trainer_test_reports_the_metrics_of_a_model_with_dead_dimensions():
     assert "test/kl_dim/5" not in result
     assert sum(kl_dims) == pytest.approx(result["test/kl"], rel=1e-5)
     with torch.no_grad():
-        mse = (model.reconstruct(images) - images).pow(2).mean().item()
+        mse = (model.model.reconstruct(images) - images).pow(2).mean().item()
     assert result["test/mse"] == pytest.approx(mse, rel=1e-5)
     # −log p̂_64(x) is an upper bound on −log p(x) that lies below −ELBO (= test/loss at β = 1)
     assert 0 < result["test/nll_iw"] < result["test/loss"]
@@ -244,8 +270,8 @@ def test_two_process_ddp_reports_the_one_process_metrics():
     model = linear_vae(latent_dim=3, arch_options={"dead_dims": 1, "mean_scale": 0.3},
                        iw_samples=500, iw_chunk_size=128)
     with torch.no_grad():
-        model.decoder[0].weight.zero_()
-        model.decoder[0].bias.fill_(2.0)
+        model.model.decoder[0].weight.zero_()
+        model.model.decoder[0].bias.fill_(2.0)
     exact_nll = 16 * (math.log1p(math.exp(2.0)) + math.log1p(math.exp(-2.0))) / 2  # mean of both
     pl.seed_everything(0)
     single = run_test(model, images)

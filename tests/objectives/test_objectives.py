@@ -4,12 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_vae.objectives import (
-    CapacityObjective,
-    CyclicalAnnealing,
-    LinearWarmup,
-    build_schedule,
-)
+from lightning_vae.objectives import OBJECTIVES, Objective, build_objective, register_objective
+from lightning_vae.objectives.beta import BetaELBO, CyclicalAnnealing, LinearWarmup
+from lightning_vae.objectives.capacity import CapacityObjective
 
 
 def test_linear_warmup_reaches_beta_after_its_steps():
@@ -25,9 +22,10 @@ def test_cyclical_annealing_restarts_each_cycle_and_holds_after_the_last():
 
 def test_capacity_objective_penalises_distance_to_the_growing_capacity():
     objective = CapacityObjective(beta=10.0, capacity_max=20.0, steps=100)
-    value = objective(torch.tensor(50.0), torch.tensor(4.0), step=50)
-    assert value.capacity == 10.0
-    assert value.loss.item() == pytest.approx(50.0 + 10.0 * abs(4.0 - 10.0))
+    weights = objective.weights(50)
+    assert weights == {"beta": 10.0, "capacity": 10.0}
+    loss = objective.loss(torch.tensor(50.0), torch.tensor(4.0), **weights)
+    assert loss.item() == pytest.approx(50.0 + 10.0 * abs(4.0 - 10.0))
 
 
 @pytest.mark.parametrize("schedule", [
@@ -39,14 +37,46 @@ def test_the_loss_takes_its_weights_as_numbers_or_as_device_tensors(schedule):
     recon, kl = torch.tensor(50.0), torch.tensor(4.0)
     weights = schedule.weights(30)
     as_tensors = {name: torch.tensor(value) for name, value in weights.items()}
-    expected = schedule(recon, kl, step=30).loss
+    expected = schedule.loss(recon, kl, **weights)
     assert schedule.loss(recon, kl, **as_tensors).item() == pytest.approx(expected.item())
-    assert expected.item() != pytest.approx(schedule(recon, kl, step=60).loss.item())
+    assert expected.item() != pytest.approx(schedule.loss(recon, kl,
+                                                          **schedule.weights(60)).item())
 
 
-def test_build_schedule_from_name_and_dict():
-    assert build_schedule(4.0, "constant").beta(123) == 4.0
-    assert build_schedule(1.0, {"name": "linear", "steps": 10}).beta(5) == 0.5
+def test_build_objective_from_name_and_dict():
+    assert build_objective(4.0, "constant").beta(123) == 4.0
+    assert build_objective(1.0, {"name": "linear", "steps": 10}).beta(5) == 0.5
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("constant", BetaELBO), ("linear", LinearWarmup), ("cyclical", CyclicalAnnealing),
+    ("capacity", CapacityObjective)])
+def test_each_beta_schedule_name_builds_its_objective(name, cls):
+    options = {"constant": {}, "linear": {"steps": 10}, "cyclical": {"cycle_steps": 10},
+               "capacity": {"capacity_max": 5.0, "steps": 10}}[name]
+    objective = build_objective(2.0, {"name": name, **options})
+    assert type(objective) is cls
+    assert OBJECTIVES[name] is cls
+
+
+def test_a_registered_objective_is_built_from_its_name_with_beta_and_options(monkeypatch):
+    monkeypatch.setitem(OBJECTIVES, "test-free-bits", None)  # removed again after the test
+
+    @register_objective("test-free-bits")
+    class FreeBits(Objective):
+        def __init__(self, beta: float, floor: float) -> None:
+            self.beta, self.floor = beta, floor
+
+        def weights(self, step: int) -> dict[str, float]:
+            return {"beta": self.beta}
+
+        def loss(self, recon, kl, beta):
+            return recon + beta * kl.clamp(min=self.floor)
+
+    objective = build_objective(2.0, {"name": "test-free-bits", "floor": 3.0})
+    assert isinstance(objective, FreeBits) and objective.floor == 3.0
+    loss = objective.loss(torch.tensor(10.0), torch.tensor(1.0), **objective.weights(0))
+    assert loss.item() == 16.0
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -58,14 +88,14 @@ def test_build_schedule_from_name_and_dict():
 ])
 def test_bad_schedules_raise_clear_errors(spec, message):
     with pytest.raises(ValueError, match=message):
-        build_schedule(1.0, spec)
+        build_objective(1.0, spec)
 
 
 @pytest.mark.parametrize("beta", [None, "1", -0.5, float("nan"), float("inf"), True])
 def test_a_beta_that_is_no_number_at_least_zero_is_refused_naming_it(beta):
     with pytest.raises(ValueError, match=re.escape(f"beta must be a number >= 0 (1: the plain "
                                                    f"VAE), got {beta!r}")):
-        build_schedule(beta, {"name": "linear", "steps": 10})
+        build_objective(beta, {"name": "linear", "steps": 10})
 
 
 NAN, INF = float("nan"), float("inf")
@@ -88,20 +118,20 @@ def test_a_schedule_option_of_the_wrong_type_or_range_is_refused_naming_it(spec,
     with pytest.raises(ValueError, match=re.escape(f"beta_schedule {spec['name']!r} needs "
                                                    f"{option} ") + ".*"
                        + re.escape(f"got {option}={spec[option]!r}")):
-        build_schedule(1.0, spec)
+        build_objective(1.0, spec)
 
 
 def test_cycles_may_be_left_out_to_cycle_until_training_ends():
-    schedule = build_schedule(1.0, {"name": "cyclical", "cycle_steps": 10, "cycles": None})
+    schedule = build_objective(1.0, {"name": "cyclical", "cycle_steps": 10, "cycles": None})
     assert [schedule.beta(s) for s in (0, 5, 1000, 1005)] == [0.0, 1.0, 0.0, 1.0]
 
 
 def test_beta_may_be_any_real_number_at_least_zero():
-    assert build_schedule(np.float32(4), "constant").beta(0) == 4.0
-    assert build_schedule(0, "constant").beta(0) == 0.0
+    assert build_objective(np.float32(4), "constant").beta(0) == 4.0
+    assert build_objective(0, "constant").beta(0) == 0.0
 
 
 def test_a_schedule_length_given_as_a_float_works_as_earlier_versions_saved_it():
     """1e3 from a command line or a config.json written before the checks: a number of steps."""
-    assert build_schedule(2.0, {"name": "linear", "steps": 1e3}).beta(500) == 1.0
-    assert build_schedule(1.0, {"name": "cyclical", "cycle_steps": 100.0}).beta(150) == 1.0
+    assert build_objective(2.0, {"name": "linear", "steps": 1e3}).beta(500) == 1.0
+    assert build_objective(1.0, {"name": "cyclical", "cycle_steps": 100.0}).beta(150) == 1.0

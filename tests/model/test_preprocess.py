@@ -11,14 +11,14 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from lightning_vae import VAE, from_pretrained
+from lightning_vae import VAE, VAEModel, from_pretrained
 from lightning_vae.cli import run_lightning
 from lightning_vae.data import CelebADataModule, FashionMNISTDataModule, MNISTDataModule
 from lightning_vae.data.idx import read_idx
 from lightning_vae.data.images import ImageTransform, load_image
-from lightning_vae.preprocess import Preprocessing, postprocess_images, preprocess_images
+from lightning_vae.model.preprocess import Preprocessing, postprocess_images, preprocess_images
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GREY = (1, 28, 28)
 COLOUR = (3, 16, 16)
 
@@ -27,10 +27,10 @@ def pixels(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
 
-def small_vae(image_shape=GREY, **kwargs) -> VAE:
+def small_vae(image_shape=GREY, **kwargs) -> VAEModel:
     torch.manual_seed(0)
-    return VAE(arch="mlp", image_shape=image_shape, latent_dim=4,
-               arch_options={"hidden_dims": [16]}, iw_samples=0, **kwargs)
+    return VAEModel(arch="mlp", image_shape=image_shape, latent_dim=4,
+                    arch_options={"hidden_dims": [16]}, **kwargs)
 
 
 def as_file_array(image: Image.Image, path, image_shape, crop_size=None) -> torch.Tensor:
@@ -203,9 +203,13 @@ def test_postprocess_gives_pil_images_of_the_model_size(channels, mode):
 
 # --- saved with the model ---------------------------------------------------------------------
 
-def test_preprocessing_is_saved_in_config_json_and_restored(tmp_path):
+@pytest.mark.parametrize("saved", ["model", "training module"])
+def test_preprocessing_is_saved_in_config_json_and_restored(tmp_path, saved):
     settings = {"binarize": "static", "crop_size": 20, "input_size": None}
-    small_vae(preprocessing=settings).save_pretrained(tmp_path / "model")
+    model = small_vae(preprocessing=settings)
+    if saved == "training module":  # VAE.save_pretrained saves its VAEModel
+        model = VAE(**model.config, iw_samples=0)
+    model.save_pretrained(tmp_path / "model")
     assert json.loads((tmp_path / "model" / "config.json").read_text())["preprocessing"] == \
         settings
     assert from_pretrained(tmp_path / "model").preprocessing == Preprocessing("static", 20)
@@ -228,7 +232,7 @@ def test_fit_from_the_command_line_takes_the_preprocessing_of_the_datamodule(tin
                          "--data.init_args.binarize", "static",
                          "--trainer.logger", "false"], run=False)
     assert cli.model.hparams.preprocessing == cli.datamodule.preprocessing
-    assert cli.model.preprocessing == Preprocessing(binarize="static")
+    assert cli.model.model.preprocessing == Preprocessing(binarize="static")
 
 
 @pytest.mark.parametrize("binarize", ["none", "dynamic"])
@@ -254,7 +258,7 @@ def test_trained_model_reconstructs_raw_resized_and_datamodule_images_alike(
 
     from_raw = loaded.reconstruct(raw[:, None])
     assert (from_raw - floats).abs().mean() < 0.1  # it has learned to reconstruct
-    assert torch.equal(from_raw, model.eval().reconstruct(raw[:, None]))
+    assert torch.equal(from_raw, model.eval().model.reconstruct(raw[:, None]))
     assert torch.equal(loaded.reconstruct(floats), from_raw)
     from_upscaled = loaded.reconstruct(upscaled)
     other_digit = from_raw.roll(1, dims=0)
