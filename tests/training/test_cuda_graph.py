@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_vae import VAE
-from lightning_vae.cuda_graph import GraphedTrainingPass
 from lightning_vae.data.device_loader import DeviceLoader
+from lightning_vae.training.cuda_graph import GraphedTrainingPass
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 LINEAR_WARMUP = {"name": "linear", "steps": 10}

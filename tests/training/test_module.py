@@ -1,16 +1,33 @@
+"""The VAE LightningModule (lightning_vae.training.module): the model it holds, its objective,
+logging and evaluation, its checks of every argument, what a model loaded only to sample from
+leaves out, and the files 0.1.0 wrote."""
+
 import csv
+import functools
 import json
 import math
 import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
+import torchmetrics
 from pytorch_lightning.loggers import CSVLogger
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_vae import VAE, available_architectures, register_architecture
+import lightning_vae
+from lightning_vae import VAE, VAEModel, available_architectures, register_architecture
+from lightning_vae.objectives import base as objectives_base
+from lightning_vae.training import module as training_module
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_0"
+CHECKPOINT_0_1_0 = FIXTURES / "mlp-tiny.ckpt"
+"""A Lightning checkpoint written by 0.1.0 after 8 training steps (see its README.md)."""
 
 
 def tiny_images(n: int = 64, shape=(1, 8, 8)) -> torch.Tensor:
@@ -108,17 +125,17 @@ def test_sample_returns_images_of_the_shape_within_the_likelihood_range(arch, li
                                                                         options):
     model = VAE(arch=arch, image_shape=(3, 16, 16), latent_dim=6, likelihood=likelihood,
                 likelihood_options=options)
-    images = model.sample(5)
+    images = model.model.sample(5)
     assert images.shape == (5, 3, 16, 16)
     assert images.min() >= 0 and images.max() <= 1
 
 
 def test_encode_decode_reconstruct_shapes():
-    model = VAE(arch="conv", image_shape=(1, 28, 28), latent_dim=7)
+    model = VAE(arch="conv", image_shape=(1, 28, 28), latent_dim=7).model
     x = torch.rand(4, 1, 28, 28)
     posterior = model.encode(x)
     assert posterior.mean.shape == posterior.logvar.shape == (4, 7)
-    assert model.decode(posterior.rsample()).shape == (4, 1, 28, 28)
+    assert model.decode(posterior.sample()).shape == (4, 1, 28, 28)
     assert model.reconstruct(x).shape == (4, 1, 28, 28)
     out = model(x)
     assert out.z.shape == (4, 7)
@@ -131,7 +148,7 @@ def test_encode_decode_reconstruct_shapes():
 def test_no_nan_or_inf_on_constant_or_extreme_inputs(likelihood, fill):
     model = VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=3, likelihood=likelihood)
     x = torch.full((2, 1, 8, 8), fill)
-    terms = model.elbo(x)
+    terms = model.model.elbo(x)
     loss = terms["elbo"].mean()
     loss.backward()
     assert all(torch.isfinite(v).all() for v in terms.values())
@@ -159,7 +176,7 @@ def test_users_can_register_their_own_architecture():
 
     assert "test-linear" in available_architectures()
     model = VAE(arch="test-linear", image_shape=(1, 4, 4), latent_dim=2)
-    assert model.sample(3).shape == (3, 1, 4, 4)
+    assert model.model.sample(3).shape == (3, 1, 4, 4)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -264,7 +281,7 @@ def test_a_large_gaussian_sigma_builds_its_head_exactly():
         model = VAE(arch="mlp", image_shape=(1, 8, 8), likelihood="gaussian",
                     likelihood_options={"sigma": sigma, "learn_sigma": True},
                     arch_options={"hidden_dims": [8]}, iw_samples=0)
-        learned = model.likelihood_head.sigma.detach()
+        learned = model.model.likelihood_head.sigma.detach()
         assert torch.allclose(learned, torch.full_like(learned, sigma), rtol=1e-5)
 
 
@@ -279,10 +296,8 @@ def test_a_switch_that_is_no_bool_is_refused_naming_it(name, value):
 
 @pytest.mark.parametrize("key, value, named", [
     ("latent_dim", 2.0, "latent_dim=2.0: expected an integer >= 1, got a float"),
-    ("cuda_graph", "false", "cuda_graph='false': expected true or false, got a str"),
     ("arch_options", {"channels": [0, 8], "hidden_dim": 8}, "arch_options 'channels'"),
     ("likelihood_options", {"sigma": "0.1"}, "likelihood_options sigma"),
-    ("beta_schedule", {"name": "cyclical", "cycle_steps": 10, "cycles": 0}, "got cycles=0"),
 ])
 def test_from_pretrained_of_a_config_json_with_a_bad_value_names_the_key(tmp_path, key, value,
                                                                          named):
@@ -293,6 +308,35 @@ def test_from_pretrained_of_a_config_json_with_a_bad_value_names_the_key(tmp_pat
     with pytest.raises(ValueError, match=re.escape(
             f"{tmp_path}: config.json does not build a model: ") + ".*" + re.escape(named)):
         VAE.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("key, value, default", [
+    ("cuda_graph", "false", False),
+    ("beta_schedule", {"name": "cyclical", "cycle_steps": 10, "cycles": 0}, "constant"),
+])
+def test_a_training_setting_in_a_config_json_is_not_read(tmp_path, key, value, default):
+    """config.json holds the architecture only; training settings that a 0.x version finds
+    there (0.1.0 wrote them) are dropped, even bad ones: the caller sets them."""
+    VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=2,
+        arch_options={"hidden_dims": [8]}).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert key not in config
+    (tmp_path / "config.json").write_text(json.dumps(config | {key: value}))
+    loaded = VAE.from_pretrained(tmp_path)
+    assert loaded.hparams[key] == default
+
+
+@pytest.mark.parametrize("key, value, error, named", [
+    ("cuda_graph", "false", TypeError, "cuda_graph='false': expected true or false, got a str"),
+    ("beta_schedule", {"name": "cyclical", "cycle_steps": 10, "cycles": 0}, ValueError,
+     "got cycles=0"),
+])
+def test_from_pretrained_with_a_bad_training_setting_names_it(tmp_path, key, value, error,
+                                                              named):
+    VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=2,
+        arch_options={"hidden_dims": [8]}).save_pretrained(tmp_path)
+    with pytest.raises(error, match=re.escape(named)):
+        VAE.from_pretrained(tmp_path, **{key: value})
 
 
 def test_testing_a_checkpoint_weights_the_kl_with_the_beta_it_was_saved_at(tmp_path):
@@ -322,9 +366,9 @@ class RecordOrder(pl.Callback):
 
 
 def test_validation_leaves_a_shuffled_training_loader_a_new_order_every_epoch():
-    """Validation seeds its sampling noise from the batch position; on the CPU that generator
-    also shuffles DataLoaders, so validation must hand its state back, or every epoch after the
-    first would see the data in the same order."""
+    """Validation seeds its sampling noise from the batch position. Were that noise drawn from
+    the CPU's default generator, which also shuffles DataLoaders, every epoch after the first
+    would see the data in the same order; it comes from the module's own generator."""
     pl.seed_everything(0)
     images = tiny_images(64)
     train = DataLoader(TensorDataset(images, torch.arange(64)), batch_size=16, shuffle=True)
@@ -381,4 +425,145 @@ def test_a_model_in_bfloat16_trains_validates_and_reconstructs():
                                                 rel=1e-2)
     (result,) = trainer.test(model, loader, verbose=False)
     assert 0 < result["test/nll_iw"] < -metrics["val/elbo"] + 5
-    assert model.reconstruct(images[:3]).dtype == torch.bfloat16
+    assert model.model.reconstruct(images[:3]).dtype == torch.bfloat16
+
+
+def test_lightnings_hook_names_skip_nn_modules_attribute_checks(monkeypatch):
+    """Lightning sets ``_current_fx_name`` around every hook call, about 24 times a step; on the
+    VAE that is a plain attribute write. Every other attribute still goes through nn.Module, so
+    parameters and submodules assigned later are registered as usual."""
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    checked = []
+    module_setattr = torch.nn.Module.__setattr__
+
+    def counting(self, name, value):
+        checked.append(name)
+        module_setattr(self, name, value)
+
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", counting)
+    trainer = pl.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(tiny_images(32)), batch_size=8))
+    assert trainer.global_step == 4
+    assert "_current_fx_name" not in checked and "_current_fx_name" in vars(model)
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    model.head = torch.nn.Linear(1, 1)
+    assert "scale" in model._parameters and "head" in model._modules
+    assert {"scale", "head"} <= set(checked)
+
+
+# --- a model to sample from builds nothing of training --------------------------------------
+
+
+def counted_calls(calls: Counter, name: str, function: Callable) -> Callable:
+    """``function`` itself, counting its calls in ``calls[name]``."""
+    @functools.wraps(function)
+    def counted(*args, **kwargs):
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    return counted
+
+
+def test_a_zoo_model_loaded_to_sample_from_builds_no_optimizer_objective_or_metric(
+        monkeypatch, offline):
+    """``lightning_vae.from_pretrained`` gives the model alone (from the copy of the zoo model
+    installed with the package): no optimizer, objective or torchmetrics Metric is built on the
+    way, nor held. The real constructors run, counted; building the training module afterwards
+    shows that the counters count."""
+    calls = Counter()
+    monkeypatch.setattr(torch.optim.Optimizer, "__init__",
+                        counted_calls(calls, "optimizer", torch.optim.Optimizer.__init__))
+    monkeypatch.setattr(torchmetrics.Metric, "__init__",
+                        counted_calls(calls, "metric", torchmetrics.Metric.__init__))
+    build_objective = counted_calls(calls, "objective", objectives_base.build_objective)
+    for namespace in (objectives_base, lightning_vae.objectives, lightning_vae, training_module):
+        monkeypatch.setattr(namespace, "build_objective", build_objective)
+
+    model = lightning_vae.from_pretrained("lightning-vae/mnist-vae")
+    assert calls == Counter()
+    assert type(model) is VAEModel and not model.training
+    assert not any(isinstance(module, torchmetrics.Metric) for module in model.modules())
+    assert not hasattr(model, "objective") and not hasattr(model, "optimizers")
+
+    VAE(**model.config).configure_optimizers()
+    assert calls["objective"] == 1 and calls["optimizer"] == 1 and calls["metric"] > 0
+
+
+# --- the global random state ----------------------------------------------------------------
+
+
+def test_validation_noise_leaves_the_global_cpu_generator_untouched():
+    """The ε of validation comes from the module's own generator, so the CPU's default
+    generator (which also shuffles DataLoaders and draws their worker seeds) is neither drawn
+    from nor reseeded. The loader has its own generator too: a DataLoader without one draws a
+    seed from the default generator each time it is iterated."""
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp",
+                arch_options={"hidden_dims": [8]}, iw_samples=0)
+    loader = DataLoader(TensorDataset(tiny_images(32)), batch_size=16,
+                        generator=torch.Generator().manual_seed(0))
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu")
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    (result,) = trainer.validate(model, loader, verbose=False)
+    assert math.isfinite(result["val/elbo"])
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+# --- files written by 0.1.0 -------------------------------------------------------------------
+
+
+def test_a_0_1_0_checkpoint_loads_with_its_hyperparameters():
+    """0.1.0 wrote flat hyper_parameters without ``prior`` and weights without the ``model.``
+    prefix (tests/fixtures/v0_1_0/README.md)."""
+    vae = VAE.load_from_checkpoint(CHECKPOINT_0_1_0)
+    assert vae.hparams.beta == 2.0 and vae.hparams.lr == 0.003
+    assert vae.hparams.beta_schedule == {"name": "linear", "steps": 10}
+    assert (vae.hparams.arch, vae.hparams.latent_dim, vae.hparams.prior) == (
+        "mlp", 4, "standard_normal")
+    assert vae.model.config["arch_options"] == {"hidden_dims": [16]}
+
+
+def test_a_0_1_0_checkpoint_reproduces_what_0_1_0_computed_with_it():
+    outputs = load_file(FIXTURES / "mlp-tiny-outputs.safetensors")
+    model = VAE.load_from_checkpoint(CHECKPOINT_0_1_0).model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.reconstruct(outputs["x"]), outputs["recon"])
+        assert torch.allclose(model.encode(outputs["x"]).kl(), outputs["kl"])
+        assert torch.allclose(model.sample(2, generator=torch.Generator().manual_seed(0)),
+                              outputs["sample"])
+
+
+class RecordBeta(pl.Callback):
+    """The global step and logged β after each training step."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.betas: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.steps.append(trainer.global_step)
+        self.betas.append(float(trainer.callback_metrics["train/beta"]))
+
+
+def test_fitting_resumes_from_a_0_1_0_checkpoint(tmp_path):
+    """Eight steps were saved: two more continue the step count, the β warm-up (2.0 over 10
+    steps) and Adam's state."""
+    images = (torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    loader = DataLoader(TensorDataset(images), batch_size=16)
+    model = VAE.load_from_checkpoint(CHECKPOINT_0_1_0)
+    saved = [p.detach().clone() for p in model.parameters()]
+    record = RecordBeta()
+    trainer = pl.Trainer(max_steps=10, logger=False, log_every_n_steps=1,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu",
+                         default_root_dir=tmp_path, callbacks=[record])
+    trainer.fit(model, loader, ckpt_path=CHECKPOINT_0_1_0)
+    assert record.steps == [9, 10]
+    assert record.betas == pytest.approx([1.6, 1.8])  # steps 8 and 9 of the warm-up
+    (optimizer,) = trainer.optimizers
+    assert {int(state["step"]) for state in optimizer.state.values()} == {10}
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(not torch.equal(p, before) for p, before in zip(model.parameters(), saved,
+                                                               strict=True))

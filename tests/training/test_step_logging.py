@@ -1,33 +1,26 @@
-"""The training-speed options: fused Adam, channels_last, torch.compile, bf16 autocast, and
-logging without host synchronisation; none of them may change the ELBO a run reaches."""
+"""When the training step logs (lightning_vae.training.step_logging): device tensors, never a
+wait for the GPU, and only at the steps whose values a logger, the progress bar or a monitoring
+callback reads, with the same logs and callback metrics as logging every step."""
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, Timer, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_vae import VAE
-from lightning_vae.cli import run_lightning
-from lightning_vae.data import MNISTDataModule
 from lightning_vae.data.device_loader import DeviceLoader
-from lightning_vae.speed import (
-    COMPILE_MODES,
+from lightning_vae.training.step_logging import (
     device_scalar,
-    fused_supported,
     per_step_progress_bar,
     progress_bar_refreshes,
-    seed_device_generator,
     step_values_read,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 RECIPE_CONV = {"arch": "conv", "arch_options": {"channels": [32, 64], "hidden_dim": 256},
                "latent_dim": 32}
@@ -46,118 +39,6 @@ def tiny_bars(n: int = 64) -> torch.Tensor:
     return images
 
 
-def fit_tiny_and_validate(steps: int = 60, precision: str = "32-true", **options
-                          ) -> tuple[VAE, float]:
-    """Train an MLP VAE on the bars and return it with its validation ELBO (nats)."""
-    pl.seed_everything(0)
-    model = VAE(image_shape=(1, 8, 8), latent_dim=4, arch="mlp",
-                arch_options={"hidden_dims": [32]}, iw_samples=0, **options)
-    data = TensorDataset(tiny_bars())
-    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", precision=precision, limit_val_batches=0)
-    trainer.fit(model, DataLoader(data, batch_size=16, shuffle=True))
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu")
-    (result,) = trainer.validate(model, DataLoader(data, batch_size=64), verbose=False)
-    return model, result["val/elbo"]
-
-
-# --- fused optimizers --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
-def test_the_fused_optimizer_is_chosen_where_torch_has_a_kernel(name, cls):
-    model = small_conv(optimizer=name)
-    if not fused_supported(model.parameters()):
-        pytest.skip(f"torch {torch.__version__} has no fused Adam for the CPU (2.4 and later do)")
-    optimizer = model.configure_optimizers()
-    assert type(optimizer) is cls
-    assert optimizer.defaults["fused"] is True
-
-
-def test_fused_optimizer_false_keeps_torchs_default_implementation():
-    optimizer = small_conv(fused_optimizer=False).configure_optimizers()
-    assert not optimizer.defaults["fused"]
-
-
-def test_fused_kernels_are_not_claimed_for_devices_or_dtypes_without_one():
-    assert not fused_supported([torch.zeros(2, device="meta")])
-    assert not fused_supported([torch.zeros(2, dtype=torch.int64)])
-
-
-# --- channels_last -----------------------------------------------------------------------
-
-
-def test_channels_last_lays_out_conv_weights_and_the_decoder_output_that_way():
-    model = small_conv(channels_last=True)
-    conv_weights = [p for p in model.parameters() if p.ndim == 4]
-    assert len(conv_weights) == 4
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
-    logits = model.decoder(torch.randn(3, 4))
-    assert logits.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_channels_last_gives_the_same_elbo_terms_from_the_same_weights():
-    plain, fast = small_conv(), small_conv(channels_last=True)
-    fast.load_state_dict(plain.state_dict())
-    x = (torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    torch.manual_seed(1)
-    expected = plain.elbo(x)
-    torch.manual_seed(1)
-    for name, value in fast.elbo(x).items():
-        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-4)
-
-
-def test_a_channels_last_model_saves_and_loads_like_any_other(tmp_path):
-    model = small_conv(channels_last=True)
-    model.save_pretrained(tmp_path / "model")
-    loaded = VAE.from_pretrained(tmp_path / "model")
-    assert loaded.hparams.channels_last is True
-    for name, tensor in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
-
-
-# --- the options as configuration --------------------------------------------------------
-
-
-def test_speed_options_are_json_hyperparameters_that_rebuild_the_model():
-    model = small_conv(fused_optimizer=False, channels_last=True, compile_mode="reduce-overhead")
-    config = json.loads(json.dumps(dict(model.hparams)))
-    assert {k: config[k] for k in ("fused_optimizer", "channels_last", "compile_mode")} == {
-        "fused_optimizer": False, "channels_last": True, "compile_mode": "reduce-overhead"}
-    rebuilt = VAE(**config)
-    assert json.loads(json.dumps(dict(rebuilt.hparams))) == config
-    assert rebuilt.decoder[-1].weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_the_defaults_are_fused_adam_contiguous_weights_and_no_compilation():
-    hparams = VAE().hparams
-    assert (hparams.fused_optimizer, hparams.channels_last, hparams.compile_mode) == (
-        True, False, None)
-
-
-def test_an_unknown_compile_mode_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"compile_mode='fast'.*reduce-overhead"):
-        small_conv(compile_mode="fast")
-    assert "max-autotune" in COMPILE_MODES
-
-
-def test_the_gpu_fragment_adds_bf16_a_graphed_training_pass_and_static_shapes(tiny_mnist_dir):
-    fragment = ROOT / "recipes" / "trainer" / "gpu_fast.yaml"
-    assert yaml.safe_load(fragment.read_text())["trainer"]["precision"] == "bf16-mixed"
-    cli = run_lightning([
-        "--config", str(ROOT / "recipes" / "mnist_vae.yaml"), "--config", str(fragment),
-        "--trainer.accelerator=cpu", "--trainer.precision=32-true",  # no GPU needed to parse
-        f"--data.init_args.data_dir={tiny_mnist_dir}", "--data.init_args.download=false",
-    ], run=False)
-    assert cli.datamodule.drop_last is True
-    hparams = cli.model.hparams
-    assert (hparams.cuda_graph, hparams.compile_mode, hparams.channels_last) == (True, None, True)
-
-
-# --- logging without host synchronisation -----------------------------------------------
-
-
 def test_the_training_loss_is_in_the_progress_bar_only_where_reading_it_is_free():
     assert per_step_progress_bar(torch.device("cpu"))
     assert not per_step_progress_bar(torch.device("cuda", 0))
@@ -168,7 +49,7 @@ def test_python_numbers_are_logged_as_tensors_filled_on_the_device():
     value = device_scalar(0.25, torch.device("cpu"))
     assert value.shape == () and value.dtype == torch.float32 and value.item() == 0.25
     model = small_conv(beta_schedule={"name": "capacity", "capacity_max": 5.0, "steps": 10})
-    means = model._objective(model.elbo(torch.rand(2, 1, 16, 16)))
+    means = model._objective(model.model.elbo(torch.rand(2, 1, 16, 16)))
     assert all(isinstance(v, torch.Tensor) for v in means.values())
     assert means["beta"].item() == 1.0 and means["capacity"].item() == 0.0
 
@@ -179,13 +60,6 @@ def test_on_the_cpu_the_progress_bar_shows_the_training_loss():
                          enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=16))
     assert set(trainer.progress_bar_metrics) == {"train/loss"}
-
-
-def test_noise_seeding_seeds_the_generator_of_the_models_device():
-    seed_device_generator(torch.device("cpu"), 1234)
-    seeded = torch.randn(4)
-    torch.manual_seed(1234)
-    assert torch.equal(seeded, torch.randn(4))
 
 
 def test_the_training_loss_is_logged_for_the_bar_only_when_it_redraws():
@@ -214,35 +88,12 @@ def test_without_a_progress_bar_nothing_is_logged_for_it():
     assert not any(progress_bar_refreshes(trainer, i) for i in range(3))
 
 
-def test_lightnings_hook_names_skip_nn_modules_attribute_checks(monkeypatch):
-    """Lightning sets ``_current_fx_name`` around every hook call, about 24 times a step; on the
-    VAE that is a plain attribute write. Every other attribute still goes through nn.Module, so
-    parameters and submodules assigned later are registered as usual."""
-    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
-    checked = []
-    module_setattr = torch.nn.Module.__setattr__
-
-    def counting(self, name, value):
-        checked.append(name)
-        module_setattr(self, name, value)
-
-    monkeypatch.setattr(torch.nn.Module, "__setattr__", counting)
-    trainer = pl.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(32)), batch_size=8))
-    assert trainer.global_step == 4
-    assert "_current_fx_name" not in checked and "_current_fx_name" in vars(model)
-    model.scale = torch.nn.Parameter(torch.ones(1))
-    model.head = torch.nn.Linear(1, 1)
-    assert "scale" in model._parameters and "head" in model._modules
-    assert {"scale", "head"} <= set(checked)
-
-
 class LogsEveryStep(VAE):
-    """The reference: every term through ``self.log`` at every training step."""
+    """The reference: every term through ``self.log`` at every training step, from the noise the
+    module's own training step draws."""
 
     def training_step(self, batch, batch_idx):
-        means = self._objective(self.elbo(batch[0]))
+        means = self._objective(self.model.elbo(batch[0], self._train_generator))
         self.log_dict({f"train/{name}": value for name, value in means.items()})
         return means["loss"]
 
@@ -410,99 +261,3 @@ def test_training_steps_on_a_gpu_never_wait_for_it(compile_mode, precision, cuda
         torch.cuda.set_sync_debug_mode("default")
     assert check.checked == list(range(8, 16))
 
-
-# --- the same ELBO, fast or not ----------------------------------------------------------
-
-
-@pytest.fixture
-def one_thread():
-    """Run on one torch thread: two threads on two cores that other processes share stall
-    each other (see docs/results.md), one does not."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def fit_mnist_and_validate(data_dir: Path, root: Path, accelerator: str, batch_size: int,
-                           training: dict, drop_last: bool = False, **options) -> float:
-    """Validation ELBO (nats, 5 000 images) of the default recipe's model trained on real MNIST
-    from seed 0 with device-resident batches; ``training`` holds the fit's Trainer arguments
-    (its length, precision) and ``options`` the model's."""
-    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-             "accelerator": accelerator, "devices": 1, "default_root_dir": root}
-    pl.seed_everything(0)
-    data = MNISTDataModule(str(data_dir), batch_size=batch_size, download=False,
-                           loader="device", drop_last=drop_last, eval_batch_size=1000)
-    model = VAE(**RECIPE_CONV, iw_samples=0, **options)
-    trainer = pl.Trainer(limit_val_batches=0, enable_checkpointing=False, **training, **quiet)
-    trainer.fit(model, datamodule=data)
-    (result,) = pl.Trainer(**quiet).validate(model, datamodule=data, verbose=False)
-    return result["val/elbo"]
-
-
-@pytest.mark.slow
-def test_the_fast_and_the_plain_path_reach_the_same_validation_elbo_on_mnist(
-        shared_mnist_dir, tmp_path, one_thread):
-    """150 steps of the default recipe's model, same seed and data; the options change only
-    rounding, which must not move the ELBO by more than noise."""
-    def run(**options) -> float:
-        return fit_mnist_and_validate(shared_mnist_dir, tmp_path, "cpu", batch_size=64,
-                                      training={"max_steps": 150}, **options)
-
-    plain = run(fused_optimizer=False, channels_last=False)
-    fast = run(fused_optimizer=True, channels_last=True)
-    assert plain < -100  # 150 steps: well short of convergence, so differences would show
-    assert fast == pytest.approx(plain, abs=1.0)
-
-
-@CUDA
-@pytest.mark.slow
-def test_the_gpu_fast_path_reaches_the_float32_eager_elbo_on_mnist(shared_mnist_dir, tmp_path):
-    """The GPU fast paths (bf16 autocast, channels_last, static batches, and the training pass
-    replayed as CUDA graphs by torch.compile or by ``cuda_graph``) against float32 eager: four
-    epochs of the default recipe's model from the same seed, ε drawn as eager draws it.
-
-    bf16 rounding soon sends the two runs down different paths, so they can differ as much as
-    runs from different seeds. Those differ by up to 10 nats after one epoch (a plateau some runs
-    leave later) and by up to 1.7 nats after four (float32, CPU, seeds 0-2: -103.8, -103.6,
-    -105.4): hence four epochs and 2 nats."""
-    def run(precision: str, **options) -> float:
-        return fit_mnist_and_validate(shared_mnist_dir, tmp_path, "gpu", batch_size=128,
-                                      drop_last=True,
-                                      training={"max_epochs": 4, "precision": precision},
-                                      **options)
-
-    plain = run("32-true")
-    with torch._inductor.config.patch(fallback_random=True):
-        compiled = run("bf16-mixed", compile_mode="reduce-overhead", channels_last=True)
-    graphed = run("bf16-mixed", cuda_graph=True, channels_last=True)
-    assert -130 < plain < -95  # trained, and short of convergence where differences would shrink
-    assert {"compiled": compiled, "graphed": graphed} == pytest.approx(
-        {"compiled": plain, "graphed": plain}, abs=2.0)
-
-
-@pytest.mark.slow
-def test_a_compiled_training_pass_reaches_the_eager_elbo_and_keeps_the_weight_names():
-    eager_model, eager = fit_tiny_and_validate()
-    # Inductor draws ε with its own generator unless told to fall back to eager's.
-    with torch._inductor.config.patch(fallback_random=True):
-        compiled_model, compiled = fit_tiny_and_validate(compile_mode="default")
-    assert compiled == pytest.approx(eager, abs=0.1)
-    assert list(compiled_model.state_dict()) == list(eager_model.state_dict())
-
-
-@pytest.mark.slow
-def test_bf16_autocast_reaches_the_float32_elbo():
-    _, full = fit_tiny_and_validate()
-    _, bf16 = fit_tiny_and_validate(precision="bf16-mixed")
-    assert bf16 == pytest.approx(full, abs=1.0)
-
-
-def test_under_bf16_autocast_the_elbo_terms_are_summed_in_float32():
-    model = small_conv()
-    x = (torch.rand(4, 1, 16, 16) < 0.3).float()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        terms = model.elbo(x)
-    assert {name: value.dtype for name, value in terms.items()} == dict.fromkeys(
-        ("recon", "kl", "elbo"), torch.float32)
