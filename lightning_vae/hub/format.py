@@ -45,7 +45,7 @@ LEGACY_TRAINING_KEYS = ("beta", "beta_schedule", "optimizer", "lr", "weight_deca
                         "iw_chunk_size", "fused_optimizer", "channels_last", "compile_mode",
                         "cuda_graph")
 """Training settings that 0.1.0 wrote into config.json beside the architecture: ignored when
-reading a folder written by a 0.x version."""
+reading a folder written before 0.2.0 (in a newer one they are unknown options)."""
 T = TypeVar("T", bound="ModelFolderMixin")
 
 
@@ -273,7 +273,7 @@ class ModelFolderMixin(
                 f"this one ({lightning_vae.__version__}); upgrade with "
                 "`pip install -U lightning-vae`"
             )
-        if version is None or _major(version, path) == 0:
+        if version is None or _release(version, path) < (0, 2):
             config = {name: value for name, value in config.items()
                       if name not in LEGACY_TRAINING_KEYS}
         if unknown := sorted(set(config) - set(cls.argument_names())):
@@ -292,8 +292,14 @@ class ModelFolderMixin(
 
 
 def _major(version: object, path: Path) -> int:
+    return _release(version, path)[0]
+
+
+def _release(version: object, path: Path) -> tuple[int, int]:
+    """(major, minor) of a version string such as "0.1.0"."""
     try:
-        return int(str(version).split(".")[0])
+        major, minor, *_ = (str(version) + ".0").split(".")
+        return int(major), int(minor)
     except ValueError:
         raise ValueError(f"{path}: unreadable {VERSION_KEY} {version!r}") from None
 

@@ -314,16 +314,26 @@ def test_from_pretrained_of_a_config_json_with_a_bad_value_names_the_key(tmp_pat
     ("cuda_graph", "false", False),
     ("beta_schedule", {"name": "cyclical", "cycle_steps": 10, "cycles": 0}, "constant"),
 ])
-def test_a_training_setting_in_a_config_json_is_not_read(tmp_path, key, value, default):
-    """config.json holds the architecture only; training settings that a 0.x version finds
-    there (0.1.0 wrote them) are dropped, even bad ones: the caller sets them."""
+def test_a_training_setting_in_a_0_1_config_json_is_not_read(tmp_path, key, value, default):
+    """config.json holds the architecture only; training settings that a folder written before
+    0.2.0 holds (0.1.0 wrote them) are dropped, even bad ones: the caller sets them."""
     VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=2,
         arch_options={"hidden_dims": [8]}).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert key not in config
-    (tmp_path / "config.json").write_text(json.dumps(config | {key: value}))
+    config |= {key: value, "lightning_vae_version": "0.1.0"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = VAE.from_pretrained(tmp_path)
     assert loaded.hparams[key] == default
+
+
+def test_a_training_setting_in_a_0_2_config_json_is_an_unknown_option(tmp_path):
+    VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=2,
+        arch_options={"hidden_dims": [8]}).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"lr": 0.1}))
+    with pytest.raises(ValueError, match=re.escape("does not know: ['lr']")):
+        VAE.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("key, value, error, named", [
