@@ -300,9 +300,10 @@ def run_loop(spec: Spec) -> Measurement:
     (b) is, then ``_objective``; replayed as a CUDA graph when (b) sets ``cuda_graph``),
     without the logging and noise seeding around it."""
     from lightning_vae import VAE
-    from lightning_vae.cuda_graph import GraphedTrainingPass
     from lightning_vae.data.device_loader import DeviceLoader
     from lightning_vae.data.idx import read_idx
+    from lightning_vae.training.cuda_graph import GraphedTrainingPass
+    from lightning_vae.training.noise import noise_generator
 
     settings = package_settings(spec)
     device = torch.device(spec.device)
@@ -313,6 +314,7 @@ def run_loop(spec: Spec) -> Measurement:
                           binarize=data.get("binarize") == "dynamic", device=device)
     torch.manual_seed(0)
     model = VAE(**settings["model"]).to(device).train()
+    model._train_generator = noise_generator(device)  # seeded once, not per batch
     optimizer = model.configure_optimizers()
     bf16 = str(settings["trainer"].get("precision")).startswith("bf16")
 
