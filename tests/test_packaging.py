@@ -52,9 +52,9 @@ def test_dependency_ranges_leave_out_releases_without_what_the_package_uses():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     dependencies = project["dependencies"]
     lacking = {  # a release without it → the first with it
-        # huggingface_hub.errors.RemoteEntryNotFoundError (hub_mixin.py)
+        # huggingface_hub.errors.RemoteEntryNotFoundError (hub/fetch.py)
         "huggingface-hub": ("0.36.0", "1.0.0"),
-        # MeanMetric(nan_strategy="disable") (module.py)
+        # MeanMetric(nan_strategy="disable") (training/module.py)
         "torchmetrics": ("1.6.0", "1.7.0"),
         # importing it needs pkg_resources, gone from the setuptools that torch pulls in
         "pytorch-lightning": ("2.3.3", "2.4.0"),

@@ -80,19 +80,32 @@ def resolve_config_arguments(argv: list[str]) -> list[str]:
     form LightningCLI's parser takes: ``--config X``, ``--config=X``, ``-c X``, ``-c=X``,
     ``-cX``, and abbreviations such as ``--conf X``."""
     resolved = list(argv)
+    configs = []
     for index, arg in enumerate(argv):
         flag, equals, value = arg.partition("=")
         if is_config_flag(arg) and index + 1 < len(argv):
             resolved[index + 1] = resolve_config(argv[index + 1])
+            configs.append(resolved[index + 1])
         elif equals and is_config_flag(flag):
-            resolved[index] = f"{flag}={resolve_config(value)}"
+            configs.append(resolve_config(value))
+            resolved[index] = f"{flag}={configs[-1]}"
         elif arg.startswith("-c") and len(arg) > len("-c"):
-            resolved[index] = "-c" + resolve_config(arg.removeprefix("-c"))
-    for index, arg in enumerate(resolved):
-        config = index > 0 and is_config_flag(resolved[index - 1]) and Path(arg).is_file()
-        text = Path(arg).read_text(encoding="utf-8", errors="replace") if config else arg
-        check_moved_class_paths(text, arg if config else f"the argument {arg!r}")
+            configs.append(resolve_config(arg.removeprefix("-c")))
+            resolved[index] = "-c" + configs[-1]
+    for arg in resolved:
+        check_moved_class_paths(arg, f"the argument {arg!r}")
+    for config in filter(_is_file, configs):
+        check_moved_class_paths(Path(config).read_text(encoding="utf-8", errors="replace"),
+                                config)
     return resolved
+
+
+def _is_file(value: str) -> bool:
+    """Whether ``value`` names a file (not an inline configuration too long for a path)."""
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def summary(name: str) -> str:

@@ -7,9 +7,10 @@ import pytest
 import yaml
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from lightning_vae.cli import PROGRESS_BAR_REFRESH_STEPS, main, run_lightning
+from lightning_vae.cli import main, run_lightning
+from lightning_vae.cli.lightning import PROGRESS_BAR_REFRESH_STEPS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAINING_RECIPES = sorted(
     p for p in (ROOT / "recipes").glob("*.yaml") if "trainer" in yaml.safe_load(p.read_text()))
 
@@ -104,7 +105,7 @@ def test_bad_input_to_a_lightning_subcommand_ends_in_a_message_or_a_traceback_on
 def test_a_subcommands_help_names_the_command_and_ends_with_what_the_package_adds(command,
                                                                                    capsys):
     """The program name is lightning-vae however it runs (``python -m lightning_vae.cli``, as
-    sweeps do, would show cli.py)."""
+    sweeps do, would show __main__.py)."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = capsys.readouterr().out

@@ -9,7 +9,7 @@ from PIL import Image
 from pytorch_lightning.loggers import CSVLogger
 
 from lightning_vae.cli import main
-from lightning_vae.sweep import (
+from lightning_vae.cli.sweep import (
     RunResult,
     fit_command,
     gpu_slots,
@@ -18,7 +18,7 @@ from lightning_vae.sweep import (
     write_summary,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "mnist_vae.yaml")
 
 

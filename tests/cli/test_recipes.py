@@ -1,23 +1,27 @@
 """The recipes installed with the package: ``--config recipes/...`` from any folder, the local
-file first, clear errors, and ``lightning-vae recipes``. (tests/test_zoo.py checks that a wheel
-holds them and that its console script finds them.)"""
+file first, every one parsed by the command, clear errors (also for a class path 0.2.0 moved),
+and ``lightning-vae recipes``. (test_zoo.py checks that a wheel holds them and that its console
+script finds them.)"""
 
+import importlib
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-from test_cli import fit_args
+from test_lightning import fit_args
 
 from lightning_vae.cli import main
-from lightning_vae.recipe_files import (
+from lightning_vae.cli.recipes import (
+    MOVED_CLASS_PATHS,
     RECIPES_ROOT,
     installed_recipes,
     resolve_config,
     resolve_config_arguments,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY_RECIPES = sorted(path.relative_to(ROOT / "recipes").as_posix()
                             for path in (ROOT / "recipes").rglob("*.yaml"))
 
@@ -94,6 +98,84 @@ def test_fit_trains_from_an_installed_recipe_in_a_folder_without_recipes(elsewhe
     recipe = yaml.safe_load((ROOT / "recipes" / "mnist_vae.yaml").read_text())
     assert config["model"]["arch_options"] == recipe["model"]["arch_options"]
     assert config["trainer"]["max_steps"] == 2
+
+
+def lightning_configs(recipe: str) -> list[str]:
+    """The ``--config`` values that take ``recipe``: a training recipe (top level) alone, a
+    fragment (trainer/, logging/) after the default model's, a W&B sweep's those of its
+    command."""
+    text = yaml.safe_load((ROOT / "recipes" / recipe).read_text())
+    if "command" in text:
+        command = text["command"]
+        assert command[:2] == ["lightning-vae", "fit"] and text["program"] == "lightning-vae"
+        return [value for flag, value in itertools.pairwise(command) if flag == "--config"]
+    if "/" not in recipe:
+        return [f"recipes/{recipe}"]
+    return ["recipes/mnist_vae.yaml", f"recipes/{recipe}"]
+
+
+@pytest.mark.parametrize("recipe", REPOSITORY_RECIPES)
+def test_every_recipe_parses_as_the_command_reads_it(recipe, elsewhere, capsys):
+    """Every class path and argument of the recipe resolves (``--print_config`` parses the
+    whole configuration, then exits without building anything)."""
+    configs = lightning_configs(recipe)
+    assert configs and all(config.removeprefix("recipes/") in installed_recipes()
+                           for config in configs)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", *(arg for config in configs for arg in ("--config", config)),
+              "--print_config"])
+    assert stop.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["arch"] and config["data"]["class_path"].startswith("lightning_vae.")
+
+
+OLD_CALLBACK_RECIPE = """\
+trainer:
+  callbacks:
+    - class_path: pytorch_lightning.callbacks.ModelCheckpoint
+    - class_path: lightning_vae.callbacks.ImagePanels
+"""
+
+
+@pytest.mark.parametrize("form", [["--config", "{}"], ["--config={}"], ["-c", "{}"], ["-c{}"],
+                                  ["--conf={}"]], ids=" ".join)
+def test_a_recipe_naming_a_class_path_of_0_1_0_stops_in_one_line_naming_the_new_one(
+        form, tmp_path, capsys):
+    path = tmp_path / "old.yaml"
+    path.write_text(OLD_CALLBACK_RECIPE)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", *(arg.format(path) for arg in form)])
+    error, hint = str(stop.value.code).splitlines()
+    assert error == (f"lightning-vae fit: error: {path} names lightning_vae.callbacks.ImagePanels,"
+                     " which lightning-vae 0.2.0 moved: write lightning_vae.ImagePanels instead")
+    assert hint == "(run with LIGHTNING_VAE_TRACEBACK=1 to see where it was raised)"
+    assert capsys.readouterr().err == ""  # nothing from LightningCLI: it never ran
+
+
+def test_an_argument_naming_a_class_path_of_0_1_0_is_refused_naming_the_new_one(tmp_path):
+    argument = "--trainer.callbacks+=lightning_vae.host_memory.ReuseFreedMemory"
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", "recipes/mnist_vae.yaml", argument])
+    assert str(stop.value.code).splitlines()[0] == (
+        f"lightning-vae fit: error: the argument {argument!r} names "
+        "lightning_vae.host_memory.ReuseFreedMemory, which lightning-vae 0.2.0 moved: write "
+        "lightning_vae.ReuseFreedMemory instead")
+
+
+def resolves(class_path: str) -> bool:
+    module, name = class_path.rsplit(".", 1)
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED_CLASS_PATHS.items()))
+def test_each_moved_class_path_is_gone_and_its_new_one_is_public(old, new):
+    import lightning_vae
+
+    assert not resolves(old) and resolves(new)
+    assert new.removeprefix("lightning_vae.") in lightning_vae.__all__
 
 
 def test_recipes_verb_lists_each_recipe_with_the_first_sentence_of_its_comment(capsys):
