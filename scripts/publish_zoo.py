@@ -9,9 +9,9 @@ The token is checked before the first upload, and each folder is checked to load
 
 import argparse
 
-from lightning_vae import zoo
 from lightning_vae import push
-from lightning_vae.hub_mixin import require_token
+from lightning_vae.hub import zoo
+from lightning_vae.hub.format import require_token
 
 
 def main(argv: list[str] | None = None) -> list[str]:
