@@ -1,8 +1,8 @@
 """The model zoo: pretrained VAEs installed with the package and loaded by name, offline.
 
 The lookup, the listing and the scripts are tested on a tiny zoo written into a temporary
-folder; the real zoo (lightning_vae/zoo_models) is tested for loading, for its cards, against
-its test sets, and inside a wheel installed into a fresh environment.
+folder; the real zoo (lightning_vae/hub/zoo_models) is tested for loading, for its cards,
+against its test sets, and inside a wheel installed into a fresh environment.
 """
 
 import importlib
@@ -28,12 +28,14 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import lightning_vae
-from lightning_vae import VAE, zoo
+from lightning_vae import VAE, VAEModel
 from lightning_vae.cli import main
+from lightning_vae.hub import zoo
+from lightning_vae.hub.format import LEGACY_TRAINING_KEYS, VERSION_KEY
+from lightning_vae.hub.zoo import ZOO, ZooModel, bundled_folder, card_numbers
 from lightning_vae.objectives import importance_weighted_bound
-from lightning_vae.zoo import ZOO, ZooModel, bundled_folder, card_numbers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA_FIXTURES = {"mnist": "shared_mnist_dir", "fashion_mnist": "system_fashion_mnist_dir"}
 """The conftest fixture giving each zoo data set's real files (it skips when they are absent)."""
 SUBSET_SIZE = 500
@@ -42,16 +44,16 @@ TOLERANCE_SE = 4
 probability below 1e-4."""
 
 
-def write_model(folder: Path, latent_dim: int, **card) -> VAE:
+def write_model(folder: Path, latent_dim: int, **card) -> VAEModel:
     """A small 8x8 MLP VAE saved as a complete model folder with ``card`` facts."""
     torch.manual_seed(latent_dim)
-    model = VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=latent_dim,
-                arch_options={"hidden_dims": [16]})
+    model = VAEModel(arch="mlp", image_shape=(1, 8, 8), latent_dim=latent_dim,
+                     arch_options={"hidden_dims": [16]})
     model.save_pretrained(folder, model_card_kwargs=card)
     return model
 
 
-def same_weights(a: VAE, b: VAE) -> bool:
+def same_weights(a: VAEModel, b: VAEModel) -> bool:
     state = b.state_dict()
     return a.state_dict().keys() == state.keys() and all(
         torch.equal(value, state[name]) for name, value in a.state_dict().items())
@@ -61,17 +63,28 @@ def recipe(model: ZooModel) -> dict:
     return yaml.safe_load((ROOT / model.recipe).read_text())
 
 
+def training_settings(folder: Path) -> dict:
+    """The settings a zoo model was trained with: its card's ``training`` metadata, or for a
+    folder written by 0.1.0 (which kept them in config.json) config.json's."""
+    training = ModelCard.load(folder / "README.md").data.get("training")
+    if training is not None:
+        return training
+    config = json.loads((folder / "config.json").read_text())
+    assert config[VERSION_KEY].startswith("0.1."), "a 0.2 card records the training settings"
+    return {name: config[name] for name in LEGACY_TRAINING_KEYS if name in config}
+
+
 @pytest.fixture
 def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Every zoo name installed as a tiny model in a temporary zoo root; returns name → its
-    latent size (2, 3, 4, ...), which tells the copies apart."""
+    latent size (2, 3, 4, ...), which tells the copies apart. Their cards state β = 1, 2, 3, ..."""
     monkeypatch.setattr(zoo, "ZOO_ROOT", tmp_path / "zoo")
     latents = {}
     for i, model in enumerate(ZOO):
         latents[model.name] = 2 + i
         write_model(model.folder, 2 + i, repo_id=model.name, dataset="mnist",
-                    test_elbo=-100.0 - i, test_log_likelihood=-95.5 - i,
-                    log_likelihood_samples=model.iw_samples)
+                    training={"beta": 1.0 + i}, test_elbo=-100.0 - i,
+                    test_log_likelihood=-95.5 - i, log_likelihood_samples=model.iw_samples)
     return latents
 
 
@@ -81,34 +94,37 @@ def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def test_a_zoo_name_loads_the_installed_copy_offline_through_both_entry_points(tiny_zoo,
                                                                                offline):
     for model in ZOO:
-        by_class = VAE.from_pretrained(model.name)
+        to_fine_tune = VAE.from_pretrained(model.name).model
         by_function = lightning_vae.from_pretrained(model.name)
-        assert by_class.latent_dim == by_function.latent_dim == tiny_zoo[model.name]
-        assert same_weights(by_class, VAE.from_pretrained(model.folder))
-        assert same_weights(by_function, by_class)
+        assert to_fine_tune.latent_dim == by_function.latent_dim == tiny_zoo[model.name]
+        assert same_weights(by_function, VAEModel.from_pretrained(model.folder))
+        assert same_weights(to_fine_tune, by_function)
 
 
 def test_revision_asks_for_the_hub_copy_of_a_zoo_name(tiny_zoo, offline, tmp_path):
     name = ZOO[0].name
     write_model(tmp_path / "hub-copy", latent_dim=7)
     write_hub_cache(tmp_path / "hub-copy", tmp_path / "cache", name, COMMIT)
-    assert VAE.from_pretrained(name, cache_dir=tmp_path / "cache").latent_dim == tiny_zoo[name]
+    bundled = VAEModel.from_pretrained(name, cache_dir=tmp_path / "cache")
+    assert bundled.latent_dim == tiny_zoo[name]
     for revision in ("main", COMMIT):
         hub = lightning_vae.from_pretrained(name, cache_dir=tmp_path / "cache", revision=revision)
         assert hub.latent_dim == 7
+    assert VAE.from_pretrained(name, cache_dir=tmp_path / "cache",
+                               revision=COMMIT).model.latent_dim == 7
 
 
 def test_force_download_asks_the_hub_and_does_not_fall_back_to_the_bundled_copy(tiny_zoo,
                                                                                  offline):
     with pytest.raises(ValueError, match=r"force_download=True.*offline"):
-        VAE.from_pretrained(ZOO[0].name, force_download=True)
+        VAEModel.from_pretrained(ZOO[0].name, force_download=True)
 
 
 def test_a_folder_at_the_path_of_a_zoo_name_wins(tiny_zoo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_model(tmp_path / ZOO[0].name, latent_dim=9)
     assert bundled_folder(ZOO[0].name) is None
-    assert VAE.from_pretrained(ZOO[0].name).latent_dim == 9
+    assert VAEModel.from_pretrained(ZOO[0].name).latent_dim == 9
 
 
 def test_other_repo_ids_and_uninstalled_zoo_names_go_to_the_hub(tmp_path, monkeypatch, offline):
@@ -118,7 +134,7 @@ def test_other_repo_ids_and_uninstalled_zoo_names_go_to_the_hub(tmp_path, monkey
         assert bundled_folder(name) is None
         with pytest.raises(FileNotFoundError, match=re.escape(f"Hub repo {name!r}")
                            + ".*not in the Hugging Face cache"):
-            VAE.from_pretrained(name, cache_dir=tmp_path / "cache")
+            VAEModel.from_pretrained(name, cache_dir=tmp_path / "cache")
 
 
 def test_the_sample_verb_takes_a_zoo_name(tiny_zoo, offline, tmp_path):
@@ -145,8 +161,15 @@ def test_zoo_verb_lists_name_data_set_beta_latent_size_test_nll_and_size(tiny_zo
     for i, (model, row) in enumerate(zip(ZOO, rows, strict=True)):
         megabytes = sum(p.stat().st_size for p in model.folder.iterdir()) / 1e6
         assert re.split(r"\s{2,}", row) == [
-            model.name, "mnist", "1", str(tiny_zoo[model.name]),
+            model.name, "mnist", str(1 + i), str(tiny_zoo[model.name]),
             f"{95.5 + i:.2f} (k={model.iw_samples})", f"{megabytes:.1f} MB"]
+
+
+def test_zoo_verb_says_a_beta_the_card_does_not_record_is_not_recorded(tiny_zoo, capsys):
+    write_model(ZOO[0].folder, latent_dim=2, dataset="mnist")
+    main(["zoo"])
+    row = capsys.readouterr().out.splitlines()[1]
+    assert re.split(r"\s{2,}", row)[:4] == [ZOO[0].name, "mnist", "not recorded", "2"]
 
 
 def test_zoo_verb_says_how_to_build_the_zoo_when_none_is_installed(tmp_path, monkeypatch,
@@ -201,8 +224,9 @@ def test_build_fits_tests_and_exports_with_the_cli_and_records_it_in_the_card(
     run = tmp_path / "work" / model.folder.name
     checkpoint = run / "fit" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
-    assert all(torch.equal(value, state[name])
-               for name, value in VAE.from_pretrained(folder).state_dict().items())
+    module = VAE.from_pretrained(folder)
+    assert module.state_dict().keys() == state.keys()
+    assert all(torch.equal(value, state[name]) for name, value in module.state_dict().items())
     metrics = (run / "test" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     names, values = (line.split(",") for line in metrics.splitlines()[:2])
     logged = dict(zip(names, values, strict=True))
@@ -231,10 +255,10 @@ def test_the_zoo_holds_an_mnist_vae_an_mnist_beta_vae_and_a_fashion_mnist_vae():
 
 @pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
 def test_zoo_model_loads_offline_by_name_and_samples_and_reconstructs(model, offline):
-    by_class = VAE.from_pretrained(model.name)
+    to_fine_tune = VAE.from_pretrained(model.name)
     by_function = lightning_vae.from_pretrained(model.name)
-    assert same_weights(by_class, by_function) and not by_class.training
-    samples = by_class.sample(6, generator=torch.Generator().manual_seed(0))
+    assert same_weights(to_fine_tune.model, by_function) and not by_function.training
+    samples = by_function.sample(6, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (6, 1, 28, 28) and samples.dtype == torch.float32
     assert samples.min() >= 0 and samples.max() <= 1 and samples.std() > 0.05
     reconstructions = by_function.reconstruct(samples)
@@ -244,15 +268,33 @@ def test_zoo_model_loads_offline_by_name_and_samples_and_reconstructs(model, off
 
 @pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
 def test_zoo_model_is_its_recipes_model(model):
-    config = json.loads((model.folder / "config.json").read_text())
+    config = VAEModel.from_pretrained(model.folder).config
     wanted = recipe(model)["model"]
-    for key in ("arch", "arch_options", "latent_dim", "likelihood", "beta", "lr"):
+    for key in ("arch", "arch_options", "latent_dim", "likelihood"):
         assert config[key] == wanted[key], key
-    assert config["iw_samples"] == model.iw_samples
+    assert config["preprocessing"]["binarize"] == recipe(model)["data"]["init_args"]["binarize"]
+    training = training_settings(model.folder)
+    for key in ("beta", "lr"):
+        assert training[key] == wanted[key], key
+    assert card_numbers(model.folder).beta == wanted["beta"]
+    assert training["iw_samples"] == model.iw_samples
     if "--model.beta_schedule" in model.overrides:
         given = model.overrides[model.overrides.index("--model.beta_schedule") + 1]
-        assert config["beta_schedule"] == json.loads(given)
-    assert config["preprocessing"]["binarize"] == recipe(model)["data"]["init_args"]["binarize"]
+        assert training["beta_schedule"] == json.loads(given)
+
+
+@pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
+def test_zoo_model_saved_again_holds_only_its_architecture_in_config_json(model, tmp_path):
+    """Whatever its config.json held (0.1.0 wrote the training settings there too), the loaded
+    model's own config.json holds no optimizer, learning-rate, compile or evaluation key."""
+    loaded = VAEModel.from_pretrained(model.folder)
+    assert type(loaded) is VAEModel
+    loaded.save_pretrained(tmp_path / "again")
+    config = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert set(config) == {"arch", "image_shape", "latent_dim", "arch_options", "likelihood",
+                           "likelihood_options", "prior", "preprocessing", VERSION_KEY}
+    assert config[VERSION_KEY] == lightning_vae.__version__
+    assert same_weights(VAEModel.from_pretrained(tmp_path / "again"), loaded)
 
 
 @pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
@@ -323,12 +365,12 @@ def test_zoo_model_matches_its_card_on_a_random_test_subset(model, request):
     numbers = card_numbers(model.folder)
     data_dir = request.getfixturevalue(DATA_FIXTURES[numbers.dataset])
     images, n_all = random_test_images(model, data_dir)
-    vae = VAE.from_pretrained(model.folder)
-    torch.manual_seed(0)
+    vae = VAEModel.from_pretrained(model.folder)
     with torch.no_grad():
-        elbo = vae.elbo(images)["elbo"]
-        log_px = importance_weighted_bound(images, vae.encode(images), vae.likelihood,
-                                           model.iw_samples, chunk_size=20)
+        elbo = vae.elbo(images, generator=torch.Generator().manual_seed(0))["elbo"]
+        log_px = importance_weighted_bound(images, vae.posterior(images), vae.likelihood,
+                                           model.iw_samples, chunk_size=20,
+                                           generator=torch.Generator().manual_seed(1))
     assert log_px.mean() > elbo.mean()
     assert_within_standard_errors(elbo, numbers.test_elbo, n_all)
     assert_within_standard_errors(log_px, numbers.test_log_likelihood, n_all)
@@ -370,7 +412,8 @@ def test_a_wheel_of_the_repository_holds_the_zoo_and_loads_it_offline_in_a_fresh
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     for model in ZOO:
-        assert {f"lightning_vae/zoo_models/{model.folder.name}/{f}" for f in MODEL_FILES} <= names
+        assert ({f"lightning_vae/hub/zoo_models/{model.folder.name}/{f}" for f in MODEL_FILES}
+                <= names)
     recipes = [path.relative_to(ROOT).as_posix() for path in (ROOT / "recipes").rglob("*.yaml")]
     assert {f"lightning_vae/{recipe}" for recipe in recipes} <= names
 
