@@ -77,7 +77,7 @@ def test_jsonargparse_range_starts_where_lightning_cli_accepts_it():
 
 def test_build_backend_and_dev_extra_have_a_setuptools_that_reads_the_license_expression():
     """``license = "Apache-2.0"`` (PEP 639) needs setuptools 77; 76 refuses pyproject.toml.
-    The dev extra brings one for tests/test_zoo.py's ``python -m build --no-isolation``."""
+    The dev extra brings one for tests/hub/test_zoo.py's ``python -m build --no-isolation``."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert isinstance(pyproject["project"]["license"], str)
     for requirements in (pyproject["build-system"]["requires"],

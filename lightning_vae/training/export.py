@@ -67,7 +67,7 @@ def export_checkpoint(
     README.md, samples.png) and return the folder.
 
     The card's numbers come from the checkpoint (:func:`checkpoint_facts`); ``facts``
-    (:class:`~lightning_vae.model_card.CardFacts` fields: ``repo_id``, ``dataset``,
+    (:class:`~lightning_vae.hub.card.CardFacts` fields: ``repo_id``, ``dataset``,
     ``test_elbo``, ``test_log_likelihood``, ...) add to or override them. ``images`` (B, C, H, W)
     are shown with their reconstructions; by default they come from the recorded datamodule.
     """

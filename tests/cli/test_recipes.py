@@ -1,6 +1,6 @@
 """The recipes installed with the package: ``--config recipes/...`` from any folder, the local
 file first, every one parsed by the command, clear errors (also for a class path 0.2.0 moved),
-and ``lightning-vae recipes``. (test_zoo.py checks that a wheel holds them and that its console
+and ``lightning-vae recipes``. (tests/hub/test_zoo.py checks that a wheel holds them and that its console
 script finds them.)"""
 
 import importlib
