@@ -14,7 +14,6 @@ from torchmetrics import MeanMetric, MeanSquaredError
 
 from lightning_vae.checks import check_bool, check_number, is_real
 from lightning_vae.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
-from lightning_vae.data.device_loader import noise_seed
 from lightning_vae.distributions import DiagonalGaussian
 from lightning_vae.hub_mixin import VAEHubMixin
 from lightning_vae.likelihoods import build_likelihood
@@ -28,6 +27,7 @@ from lightning_vae.preprocess import (
     postprocess_images,
     preprocess_images,
 )
+from lightning_vae.seeding import noise_seed
 from lightning_vae.speed import (
     COMPILE_MODES,
     CompileMode,

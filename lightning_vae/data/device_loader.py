@@ -28,7 +28,6 @@ fallback does the same with Lightning's ``UnrepeatedDistributedSampler``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_vae.checks import check_bool, check_number
+from lightning_vae.seeding import noise_seed
 
 LoaderKind = Literal["auto", "device", "dataloader"]
 Binarize = Literal["none", "dynamic", "static"]
@@ -137,15 +137,6 @@ class EpochShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
-
-
-def noise_seed(*keys: int) -> int:
-    """A 63-bit seed mixing integers such as (seed, epoch, rank), so nearby tuples give unrelated
-    streams: 63 bits of a BLAKE2b hash of the tuple. It runs at every training step (the model's
-    noise): 2 µs alone, 16–22 µs within a step, against 14 and ~100 µs for NumPy's
-    SeedSequence (docs/results.md, "Host time per step")."""
-    digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def bernoulli_uint8(images: Tensor, generator: torch.Generator | None = None) -> Tensor:

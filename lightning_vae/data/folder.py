@@ -41,7 +41,7 @@ from lightning_vae.data.device_loader import (
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
 from lightning_vae.data.in_memory import InMemoryDataModule
-from lightning_vae.data.mnist import BINARIZATION_SEED, SPLIT_SEED
+from lightning_vae.seeding import BINARIZATION_SEED, SPLIT_SEED
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CACHE_DIR_NAME = ".lightning-vae-cache"

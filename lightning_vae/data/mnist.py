@@ -39,9 +39,7 @@ from lightning_vae.data.sources import (
     locate_files,
     refetch_advice,
 )
-
-SPLIT_SEED = 0
-BINARIZATION_SEED = 0  # the fixed draw; the test split uses BINARIZATION_SEED + 1
+from lightning_vae.seeding import BINARIZATION_SEED, SPLIT_SEED
 
 
 class IDXDataModule(InMemoryDataModule):
