@@ -27,7 +27,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 from lightning_vae.metrics import ActiveUnits, KLPerDimension
 from lightning_vae.module import VAE, images_of
 

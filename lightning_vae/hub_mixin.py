@@ -34,7 +34,7 @@ from torch import Tensor
 
 import lightning_vae
 from lightning_vae.atomic import new_file_mode
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 from lightning_vae.model_card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
 from lightning_vae.nets import available_architectures
 from lightning_vae.zoo import bundled_folder

@@ -34,8 +34,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from lightning_vae.data.device_loader import Binarize
-from lightning_vae.data.images import fit_image
+from lightning_vae.imaging import Binarize, fit_image
 
 OutputType = Literal["uint8", "pil"]
 ImageInput = Tensor | np.ndarray | Image.Image | Sequence[Tensor | np.ndarray | Image.Image]

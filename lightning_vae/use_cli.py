@@ -17,7 +17,7 @@ from PIL import Image
 from lightning_vae.atomic import replacing
 from lightning_vae.data.folder import list_images
 from lightning_vae.hub import load_checkpoint, model_from_checkpoint
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 from lightning_vae.module import VAE
 
 

@@ -36,7 +36,7 @@ import lightning_vae
 from lightning_vae import VAE, PushToHub, available_architectures, export_checkpoint, push
 from lightning_vae.cli import main
 from lightning_vae.hub import load_checkpoint
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 
 SMALL_OPTIONS = {"mlp": {"hidden_dims": [16]}, "conv": {"channels": [4, 8], "hidden_dim": 16}}
 """Small widths for the built-in architectures; any other registered one gets its defaults."""

@@ -39,10 +39,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_vae.checks import check_bool, check_number
+from lightning_vae.imaging import Binarize
 from lightning_vae.seeding import noise_seed
 
 LoaderKind = Literal["auto", "device", "dataloader"]
-Binarize = Literal["none", "dynamic", "static"]
 # uint8 images a DeviceLoader gathers at once (plus its noise, if any). On an accelerator the
 # chunk saves kernel launches, so larger is better (a whole MNIST epoch); on the CPU there are no
 # launches to save, and a small chunk was fastest (docs/results.md, "Data loading").

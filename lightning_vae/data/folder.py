@@ -34,13 +34,13 @@ from tqdm.auto import tqdm
 
 from lightning_vae.checks import check_number
 from lightning_vae.data.device_loader import (
-    Binarize,
     LoaderKind,
     binarize_once,
     check_options,
 )
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
 from lightning_vae.data.in_memory import InMemoryDataModule
+from lightning_vae.imaging import Binarize
 from lightning_vae.seeding import BINARIZATION_SEED, SPLIT_SEED
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")

@@ -24,11 +24,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from lightning_vae.checks import check_number
+from lightning_vae.imaging import fit_image
 
 CACHE_FORMAT_VERSION = 2
 """Part of every cache key: bump it when `load_image` changes what it returns for a file."""
 
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _CHUNK = 256
 """Images decoded per round of the thread pool: bounds the encoded bytes held in memory."""
 
@@ -98,44 +98,6 @@ def load_image(
             f"use crop_size <= {min(width, height)}, or None for the largest centred square"
         )
     return fit_image(image, transform.channels, crop, transform.image_size, where)
-
-
-def fit_image(image: Image.Image, channels: int, crop: int | None, size: int,
-              where: str) -> np.ndarray:
-    """A decoded image → uint8 (C, H, W): converted to `channels`, then its centred
-    `crop` x `crop` square cut out and resized (bilinear) to `size` x `size`; `crop=None` keeps
-    the image's own size. `where` names the image in errors."""
-    image = _convert_channels(image, channels, where)
-    if crop is not None:
-        left, top = (image.size[0] - crop) // 2, (image.size[1] - crop) // 2
-        image = image.crop((left, top, left + crop, top + crop))
-        if crop != size:  # resize(box=...) would blend in pixels from outside the crop
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    return np.ascontiguousarray(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
-
-
-def _convert_channels(image: Image.Image, channels: int, where: str) -> Image.Image:
-    """Image in mode L (channels=1) or RGB (channels=3), whatever mode the file had."""
-    if image.mode == "F":
-        raise ValueError(
-            f"{where}: floating-point images have no fixed value range; save it as 8-bit first"
-        )
-    if image.mode == "I" or image.mode.startswith("I;16"):
-        # Pillow's own conversion clips 16-bit values at 255; scale 0..65535 onto 0..255.
-        # A tRNS grey value (in the file's 16-bit units) becomes an alpha channel, as Pillow
-        # does for 8-bit grey, so those pixels are composited over black below.
-        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
-        grey = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
-        if image.info.get("transparency") is not None:
-            opaque = (wide != image.info["transparency"]).astype(np.uint8) * 255
-            grey = Image.merge("LA", (grey, Image.fromarray(opaque)))
-        image = grey
-    if (image.mode in _ALPHA_MODES or "transparency" in image.info
-            or (image.mode == "P" and image.palette.mode == "RGBA")):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    return image.convert("L" if channels == 1 else "RGB")
 
 
 def cache_file(

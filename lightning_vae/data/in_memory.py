@@ -15,12 +15,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_vae.data.device_loader import (
-    Binarize,
     DeviceLoader,
     LoaderKind,
     make_loader,
     placement_of,
 )
+from lightning_vae.imaging import Binarize
 
 
 class InMemoryDataModule(pl.LightningDataModule):

@@ -25,7 +25,6 @@ from torch import Tensor
 
 from lightning_vae.checks import check_number
 from lightning_vae.data.device_loader import (
-    Binarize,
     LoaderKind,
     binarize_once,
     check_options,
@@ -39,6 +38,7 @@ from lightning_vae.data.sources import (
     locate_files,
     refetch_advice,
 )
+from lightning_vae.imaging import Binarize
 from lightning_vae.seeding import BINARIZATION_SEED, SPLIT_SEED
 
 
