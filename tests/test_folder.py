@@ -160,6 +160,13 @@ def test_default_cache_is_hidden_inside_the_folder_and_never_read_as_images(fold
         ImageFolderDataModule(str(folder), image_size=16, progress=False).setup("fit")
 
 
+def test_cache_folder_that_cannot_be_created_says_to_pass_cache_dir(folder, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    data = datamodule(folder, cache_dir=str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(PermissionError, match=r"a_file/cache .*pass a writable cache_dir"):
+        data.prepare_data()
+
+
 def test_image_smaller_than_the_crop_is_skipped_with_the_reason(tmp_path):
     pictures = write_folder(tmp_path / "p", {f"{i}.png": ("L", (30, 30)) for i in range(5)}
                             | {"tiny.png": ("L", (10, 12))}, bad=False)

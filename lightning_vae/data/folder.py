@@ -32,13 +32,20 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lightning_vae.atomic import replacing
 from lightning_vae.checks import check_number
 from lightning_vae.data.device_loader import (
     LoaderKind,
     binarize_once,
     check_options,
 )
-from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
+from lightning_vae.data.images import (
+    ImageTransform,
+    build_uint8_cache,
+    cache_file,
+    check_cache_dir,
+    load_image,
+)
 from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.imaging import Binarize
 from lightning_vae.seeding import BINARIZATION_SEED, SPLIT_SEED
@@ -252,16 +259,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         if path.is_file():
             return [tuple(entry) for entry in json.loads(path.read_text())["skipped"]]
         skipped = check_images(names, self.data_dir, self.transform, progress=self.progress)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        check_cache_dir(path.parent)
+        with replacing(path) as temporary:
             temporary.write_text(json.dumps({"skipped": skipped}, indent=1))
-            os.replace(temporary, path)
-        except OSError as error:
-            raise PermissionError(
-                f"cannot write in the cache folder {path.parent} ({error.strerror}); pass a "
-                "writable cache_dir (for example cache_dir='/tmp/lightning-vae-cache')"
-            ) from error
         return skipped
 
     def _cached_images(self, names: list[str]) -> np.ndarray:
