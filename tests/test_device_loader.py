@@ -240,6 +240,15 @@ def test_dataloader_fallback_yields_the_same_kind_of_batches() -> None:
     assert torch.equal(batch[:, 0, 0, 0], (batch_labels % 256).float() / 255)
 
 
+@pytest.mark.parametrize("loader", ["device", "dataloader"])
+def test_make_loader_takes_the_device_loaders_options_for_either_loader(loader: str) -> None:
+    images, labels = index_images()
+    made = make_loader(images, labels, 10, loader=loader, num_workers=0, drop_last=True)
+    assert len(made) == N // 10
+    with pytest.raises(TypeError, match="shufle"):
+        make_loader(images, labels, 10, loader=loader, shufle=True)
+
+
 def test_in_memory_dataset_binarizes_per_sample() -> None:
     dataset = InMemoryImageDataset(
         torch.full((2, 1, 8, 8), 128, dtype=torch.uint8), torch.arange(2), True
