@@ -21,7 +21,7 @@ from lightning_vae.data import ImageFolderDataModule
 from lightning_vae.data.images import ImageTransform, load_image
 from lightning_vae.hub import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore:.*cannot be used:UserWarning")
 GOOD = {  # name: (mode, (width, height))
     "cats/grey.png": ("L", (20, 30)),
