@@ -17,8 +17,7 @@ import pytest
 from hub_cache import COMMIT, folder_bytes
 from huggingface_hub import HfApi, RepoUrl
 from huggingface_hub.utils import filter_repo_objects
-
-from lightning_vae.data.idx import write_idx
+from idx_files import write_idx
 
 MNIST_FILE_NAMES = (
     "train-images-idx3-ubyte",

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from lightning_vae.cli.loading import load_model, model_options, positive
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 from lightning_vae.model import VAEModel
 
 

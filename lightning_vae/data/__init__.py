@@ -1,5 +1,7 @@
-"""Data: IDX reading, downloads, device-resident batches, MNIST and Fashion-MNIST datamodules."""
+"""Data: one base datamodule (:class:`ImageDataModule`) and its MNIST, Fashion-MNIST, CelebA and
+image-folder subclasses; IDX reading, downloads, device-resident batches."""
 
+from lightning_vae.data.base import ImageDataModule
 from lightning_vae.data.celeba import CelebADataModule
 from lightning_vae.data.device_loader import DeviceLoader, EpochShardSampler, make_loader
 from lightning_vae.data.download import DownloadError, download_file
@@ -20,6 +22,7 @@ __all__ = [
     "IDXDatasetSpec",
     "IDXError",
     "IDXFile",
+    "ImageDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
     "download_file",

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from huggingface_hub import constants
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
-from torch import Tensor
 
-from lightning_vae.data.device_loader import LoaderKind, check_options
+from lightning_vae.checks import check_bool
+from lightning_vae.data.base import ImageDataModule
+from lightning_vae.data.device_loader import LoaderKind
 from lightning_vae.data.download import DownloadError, download_file
 from lightning_vae.data.images import ImageTransform, build_uint8_cache
-from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.sources import DATA_ENV
 
 IMAGE_DIR = "img_align_celeba"
@@ -327,7 +327,7 @@ def _zip_holds(archive: Path, names: list[str]) -> bool:
     return members is not None and all(f"{IMAGE_DIR}/{name}" in members for name in names)
 
 
-class CelebADataModule(InMemoryDataModule):
+class CelebADataModule(ImageDataModule):
     """Aligned CelebA faces, colour, with the official train / valid / test split.
 
     Args:
@@ -366,25 +366,19 @@ class CelebADataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         progress: bool = True,
     ) -> None:
-        super().__init__()
-        check_options(loader=loader, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                      seed=seed, download=download, return_attributes=return_attributes,
-                      drop_last=drop_last, progress=progress)
+        super().__init__(data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         seed=seed, loader=loader, drop_last=drop_last, download=download,
+                         progress=progress)
+        check_bool("return_attributes", return_attributes)
         self.transform = ImageTransform(image_size, 3, crop_size, INPUT_SIZE)
         if crop_size is not None and crop_size > min(INPUT_SIZE):
             raise ValueError(
                 f"crop_size={crop_size} must lie in [1, {min(INPUT_SIZE)}] (CelebA images are "
                 f"{INPUT_SIZE[0]}x{INPUT_SIZE[1]}), or be None for the largest square"
             )
-        self.save_hyperparameters()
-        self.data_dir, self.batch_size, self.download, self.loader = (
-            data_dir, batch_size, download, loader)
-        self.seed, self.cache_dir, self.return_attributes = seed, cache_dir, return_attributes
-        self.drop_last, self.progress = drop_last, progress
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.cache_dir, self.return_attributes = cache_dir, return_attributes
         self.image_shape = (3, image_size, image_size)
         self.attribute_names: list[str] = []
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     @property
     def preprocessing(self) -> dict[str, object]:
@@ -432,7 +426,6 @@ class CelebADataModule(InMemoryDataModule):
             names, files.images, self.cache_dir or files.folder / "cache", self.transform,
             prefix=f"celeba-{split}", progress=self.progress,
         )
-
 
 
 def _rows(row_of: dict[str, int], names: list[str], files: CelebAFiles) -> list[int]:

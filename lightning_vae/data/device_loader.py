@@ -28,21 +28,21 @@ fallback does the same with Lightning's ``UnrepeatedDistributedSampler``.
 
 from __future__ import annotations
 
-import hashlib
+import inspect
 import math
 import os
 from collections.abc import Iterator
-from typing import Literal, NamedTuple, get_args
+from types import SimpleNamespace
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lightning_vae.checks import check_bool, check_number
+from lightning_vae.seeding import noise_seed
 
 LoaderKind = Literal["auto", "device", "dataloader"]
-Binarize = Literal["none", "dynamic", "static"]
 # uint8 images a DeviceLoader gathers at once (plus its noise, if any). On an accelerator the
 # chunk saves kernel launches, so larger is better (a whole MNIST epoch); on the CPU there are no
 # launches to save, and a small chunk was fastest (docs/results.md, "Data loading").
@@ -50,23 +50,12 @@ ACCELERATOR_CHUNK_BYTES = 64 * 2**20
 CPU_CHUNK_BYTES = 2**20
 
 
-def check_options(*, binarize: str = "none", loader: str = "auto", batch_size: int = 1,
-                  eval_batch_size: int | None = None, seed: int = 0, **switches: object) -> None:
-    """Refuse the options every datamodule takes, naming the value and what it may be, when the
-    datamodule is built rather than at its first batch: a ``binarize`` or ``loader`` outside its
-    choices (``Binarize``, ``LoaderKind``), a batch size that is not an integer >= 1, a seed
-    that is not one >= 0, and ``switches`` (``download=...``, ...) that are not bools."""
-    for name, value, choices in (("binarize", binarize, get_args(Binarize)),
-                                 ("loader", loader, get_args(LoaderKind))):
-        if value not in choices:
-            listed = ", ".join(map(repr, choices[:-1])) + f" or {choices[-1]!r}"
-            raise ValueError(f"{name}={value!r}: expected {listed}")
-    check_number("batch_size", batch_size, minimum=1)
-    if eval_batch_size is not None:
-        check_number("eval_batch_size", eval_batch_size, minimum=1)
-    check_number("seed", seed, minimum=0)
-    for name, value in switches.items():
-        check_bool(name, value)
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Refuse ``value`` for the option ``name`` unless it is one of ``choices`` (a ``Literal``'s
+    ``get_args``), naming it and the choices: when the object is built, not at its first batch."""
+    if value not in choices:
+        listed = ", ".join(map(repr, choices[:-1])) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name}={value!r}: expected {listed}")
 
 
 class EpochShardSampler(Sampler[int]):
@@ -137,15 +126,6 @@ class EpochShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
-
-
-def noise_seed(*keys: int) -> int:
-    """A 63-bit seed mixing integers such as (seed, epoch, rank), so nearby tuples give unrelated
-    streams: 63 bits of a BLAKE2b hash of the tuple. It runs at every training step (the model's
-    noise): 2 µs alone, 16–22 µs within a step, against 14 and ~100 µs for NumPy's
-    SeedSequence (docs/results.md, "Host time per step")."""
-    digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def bernoulli_uint8(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -354,7 +334,7 @@ def choose_loader(
 ) -> Literal["device", "dataloader"]:
     """``"device"`` when ``nbytes`` fit the budget (default: a quarter of the free memory on
     ``device``), else ``"dataloader"``; ``loader="device"|"dataloader"`` forces the choice."""
-    check_options(loader=loader)
+    check_choice("loader", loader, get_args(LoaderKind))
     if loader != "auto":
         return loader
     if budget_bytes is None:
@@ -367,51 +347,39 @@ def make_loader(
     labels: Tensor,
     batch_size: int,
     *,
-    shuffle: bool = False,
-    drop_last: bool = False,
-    binarize: bool = False,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    even_shards: bool = True,
     loader: LoaderKind = "auto",
     budget_bytes: int | None = None,
     num_workers: int | None = None,
+    **options: Any,
 ) -> DeviceLoader | DataLoader:
     """A :class:`DeviceLoader` when the images fit the device's budget, else a ``DataLoader``.
 
     Both yield ``(float32 images in [0, 1] (B, C, H, W), labels)``; see :func:`choose_loader`.
-    Pass ``even_shards=False`` for evaluation: each example on exactly one rank, none repeated
-    (see :class:`EpochShardSampler`).
+    ``options`` are the DeviceLoader's keyword arguments, with its defaults (``shuffle``,
+    ``drop_last``, ``binarize``, ``seed``, ``device``, ``rank``, ``world_size``,
+    ``even_shards``): named there only, and honoured by the ``DataLoader`` as well. Pass
+    ``even_shards=False`` for evaluation: each example on exactly one rank, none repeated (see
+    :class:`EpochShardSampler`).
     """
-    kind = choose_loader(images.numel() * images.element_size(), device, loader, budget_bytes)
+    bound = inspect.signature(DeviceLoader).bind(images, labels, batch_size, **options)
+    bound.apply_defaults()
+    given = SimpleNamespace(**bound.arguments)
+    kind = choose_loader(images.numel() * images.element_size(), given.device, loader,
+                         budget_bytes)
     if kind == "device":
-        return DeviceLoader(
-            images,
-            labels,
-            batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            binarize=binarize,
-            seed=seed,
-            device=device,
-            rank=rank,
-            world_size=world_size,
-            even_shards=even_shards,
-        )
-    dataset = InMemoryImageDataset(images, labels, binarize)
+        return DeviceLoader(*bound.args, **bound.kwargs)
+    dataset = InMemoryImageDataset(images, labels, given.binarize)
     sampler = None
-    if not even_shards and world_size > 1:  # Lightning's own sampler would repeat examples
+    if not given.even_shards and given.world_size > 1:  # Lightning's would repeat examples
         sampler = UnrepeatedDistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=False)
+            dataset, num_replicas=given.world_size, rank=given.rank, shuffle=False)
     return dataloader_for(
         dataset,
         batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        seed=seed,
-        device=device,
+        shuffle=given.shuffle,
+        drop_last=given.drop_last,
+        seed=given.seed,
+        device=given.device,
         num_workers=num_workers,
         sampler=sampler,
     )

@@ -9,7 +9,7 @@ file to one URL, and ``retrieve`` takes one. So this module only loops over the 
 ``pooch.retrieve`` for each, collects why each one failed and, if all fail, raises one error with
 every URL and reason (pooch's checksum message gives the expected and actual hash) and the manual
 steps. Less code of our own to get wrong, and the cleanup behaviour is pooch's, tested upstream and
-in ``tests/test_download.py`` against a real HTTP server.
+in ``tests/data/test_download.py`` against a real HTTP server.
 """
 
 from __future__ import annotations

@@ -29,19 +29,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from lightning_vae.checks import check_number
-from lightning_vae.data.device_loader import (
-    Binarize,
-    LoaderKind,
-    binarize_once,
-    check_options,
+from lightning_vae.atomic import replacing
+from lightning_vae.checks import check_bool, check_number
+from lightning_vae.data.base import ImageDataModule
+from lightning_vae.data.device_loader import LoaderKind
+from lightning_vae.data.images import (
+    ImageTransform,
+    build_uint8_cache,
+    cache_file,
+    check_cache_dir,
+    load_image,
 )
-from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
-from lightning_vae.data.in_memory import InMemoryDataModule
-from lightning_vae.data.mnist import BINARIZATION_SEED, SPLIT_SEED
+from lightning_vae.imaging import Binarize
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CACHE_DIR_NAME = ".lightning-vae-cache"
@@ -87,7 +88,7 @@ def check_images(names: list[str], root: Path, transform: ImageTransform, *,
     return [found for found in verdicts if found is not None]
 
 
-class ImageFolderDataModule(InMemoryDataModule):
+class ImageFolderDataModule(ImageDataModule):
     """A folder of your own images, square-cropped, resized and split (see the module docstring).
 
     Args:
@@ -134,10 +135,10 @@ class ImageFolderDataModule(InMemoryDataModule):
         eval_batch_size: int | None = None,
         progress: bool = True,
     ) -> None:
-        super().__init__()
-        check_options(binarize=binarize, loader=loader, batch_size=batch_size,
-                      eval_batch_size=eval_batch_size, seed=seed, strict=strict,
-                      drop_last=drop_last, progress=progress)
+        super().__init__(data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         seed=seed, loader=loader, drop_last=drop_last, binarize=binarize,
+                         progress=progress)
+        check_bool("strict", strict)
         for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             check_number(name, fraction, integer=False)
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1
@@ -147,20 +148,14 @@ class ImageFolderDataModule(InMemoryDataModule):
                 "[0, 1) and leave images to train on (their sum below 1)"
             )
         self.transform = ImageTransform(image_size, channels, crop_size)
-        self.save_hyperparameters()
-        self.data_dir, self.binarize, self.strict = Path(data_dir), binarize, strict
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.batch_size, self.seed, self.loader = batch_size, seed, loader
+        self.strict, self.val_fraction, self.test_fraction = strict, val_fraction, test_fraction
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / CACHE_DIR_NAME
-        self.drop_last, self.progress = drop_last, progress
-        self.eval_batch_size = eval_batch_size or batch_size
         self.image_shape = (channels, image_size, image_size)
         self.classes: list[str] = []
         self.skipped: list[tuple[str, str]] = []
         """(file, reason) for each file that could not be used."""
         self.files: dict[str, list[str]] = {}
         """Split name → its image files, relative to ``data_dir``, in row order."""
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     @property
     def preprocessing(self) -> dict[str, object]:
@@ -182,10 +177,8 @@ class ImageFolderDataModule(InMemoryDataModule):
             self.classes = sorted({name.split("/", 1)[0] for name in names})
             index = {name: i for i, name in enumerate(self.classes)}
             labels = torch.tensor([index[name.split("/", 1)[0]] for name in names])
-        images = grey
-        if self.binarize != "none":  # one fixed draw: evaluation, and "static" training
-            images = binarize_once(grey, BINARIZATION_SEED)
-        order = torch.randperm(len(names), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        images = self._fixed_draw(grey)  # one fixed draw: evaluation, and "static" training
+        order = self._split_order(len(names))
         n_val, n_test = (_share(fraction, len(names))
                          for fraction in (self.val_fraction, self.test_fraction))
         if n_val + n_test >= len(names):
@@ -252,22 +245,14 @@ class ImageFolderDataModule(InMemoryDataModule):
         if path.is_file():
             return [tuple(entry) for entry in json.loads(path.read_text())["skipped"]]
         skipped = check_images(names, self.data_dir, self.transform, progress=self.progress)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        check_cache_dir(path.parent)
+        with replacing(path) as temporary:
             temporary.write_text(json.dumps({"skipped": skipped}, indent=1))
-            os.replace(temporary, path)
-        except OSError as error:
-            raise PermissionError(
-                f"cannot write in the cache folder {path.parent} ({error.strerror}); pass a "
-                "writable cache_dir (for example cache_dir='/tmp/lightning-vae-cache')"
-            ) from error
         return skipped
 
     def _cached_images(self, names: list[str]) -> np.ndarray:
         return build_uint8_cache(names, self.data_dir, self.cache_dir, self.transform,
                                  prefix="folder", progress=self.progress)
-
 
 
 def _share(fraction: float, total: int) -> int:

@@ -7,15 +7,16 @@ the same settings reuse the old one, and an interrupted build leaves only a temp
 no later run trusts.
 """
 
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,14 +24,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from lightning_vae.atomic import replacing
 from lightning_vae.checks import check_number
+from lightning_vae.imaging import fit_image
 
 CACHE_FORMAT_VERSION = 2
 """Part of every cache key: bump it when `load_image` changes what it returns for a file."""
 
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _CHUNK = 256
 """Images decoded per round of the thread pool: bounds the encoded bytes held in memory."""
+CACHE_DIR_FIX = "pass a writable cache_dir (for example cache_dir='/tmp/lightning-vae-cache')"
 
 
 @dataclass(frozen=True)
@@ -100,44 +103,6 @@ def load_image(
     return fit_image(image, transform.channels, crop, transform.image_size, where)
 
 
-def fit_image(image: Image.Image, channels: int, crop: int | None, size: int,
-              where: str) -> np.ndarray:
-    """A decoded image → uint8 (C, H, W): converted to `channels`, then its centred
-    `crop` x `crop` square cut out and resized (bilinear) to `size` x `size`; `crop=None` keeps
-    the image's own size. `where` names the image in errors."""
-    image = _convert_channels(image, channels, where)
-    if crop is not None:
-        left, top = (image.size[0] - crop) // 2, (image.size[1] - crop) // 2
-        image = image.crop((left, top, left + crop, top + crop))
-        if crop != size:  # resize(box=...) would blend in pixels from outside the crop
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    return np.ascontiguousarray(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
-
-
-def _convert_channels(image: Image.Image, channels: int, where: str) -> Image.Image:
-    """Image in mode L (channels=1) or RGB (channels=3), whatever mode the file had."""
-    if image.mode == "F":
-        raise ValueError(
-            f"{where}: floating-point images have no fixed value range; save it as 8-bit first"
-        )
-    if image.mode == "I" or image.mode.startswith("I;16"):
-        # Pillow's own conversion clips 16-bit values at 255; scale 0..65535 onto 0..255.
-        # A tRNS grey value (in the file's 16-bit units) becomes an alpha channel, as Pillow
-        # does for 8-bit grey, so those pixels are composited over black below.
-        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
-        grey = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
-        if image.info.get("transparency") is not None:
-            opaque = (wide != image.info["transparency"]).astype(np.uint8) * 255
-            grey = Image.merge("LA", (grey, Image.fromarray(opaque)))
-        image = grey
-    if (image.mode in _ALPHA_MODES or "transparency" in image.info
-            or (image.mode == "P" and image.palette.mode == "RGBA")):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    return image.convert("L" if channels == 1 else "RGB")
-
-
 def cache_file(
     names: Sequence[str], root: str | Path, cache_dir: str | Path, transform: ImageTransform,
     *, prefix: str,
@@ -177,10 +142,10 @@ def build_uint8_cache(
         num_threads: decoding threads (Pillow decodes and resizes without the GIL); default
             one per CPU core, at most 8.
 
-    A file already there for the same settings is reused as is. A new one is written to a
-    temporary file in `cache_dir` and renamed into place only when complete, so an interrupted
-    or failed build never leaves a file a later run would trust (a killed process may leave a
-    hidden ``.*.tmp`` file there: it is never read, and can be deleted).
+    A file already there for the same settings is reused as is. A new one is written whole or
+    not at all (:func:`~lightning_vae.atomic.replacing`), so an interrupted or failed build
+    never leaves a file a later run would trust (a killed process may leave a hidden
+    ``.*.partial`` file there: it is never read, and can be deleted).
     """
     if not names:
         raise ValueError(f"no image files to preprocess under {root}")
@@ -220,58 +185,59 @@ def _write_cache(
     progress: bool, num_threads: int | None,
 ) -> None:
     shape = (len(names), transform.channels, transform.image_size, transform.image_size)
-    handle, temporary = _open_temporary(target, needed_bytes=int(np.prod(shape)))
+    check_cache_dir(target.parent, needed_bytes=int(np.prod(shape)))
     threads = num_threads or min(8, os.cpu_count() or 1)
-    archive: zipfile.ZipFile | None = None
+    is_zip = root.suffix == ".zip"
+
+    def where(name: str) -> str:
+        return f"{root}:{name}" if is_zip else str(root / name)
 
     def read(name: str) -> bytes:
-        return archive.read(name) if archive is not None else (root / name).read_bytes()
+        # An OSError here would read as the cache's own write failing (replacing() reports
+        # every OSError of its block so), so a file that cannot be read is named instead.
+        try:
+            return archive.read(name) if is_zip else (root / name).read_bytes()
+        except OSError as error:
+            raise ValueError(f"{where(name)}: cannot be read ({error.strerror or error}); "
+                             "replace or remove this file") from error
 
     def decode(name_and_bytes: tuple[str, bytes]) -> np.ndarray:
         name, data = name_and_bytes
-        where = f"{root}:{name}" if archive is not None else str(root / name)
-        return load_image(data, transform, name=where)
+        return load_image(data, transform, name=where(name))
 
-    try:
-        archive = zipfile.ZipFile(root) if root.suffix == ".zip" else None
-        with handle, ThreadPoolExecutor(threads) as pool, tqdm(
-            total=len(names), desc=f"Preprocessing {target.name}", unit="img",
-            disable=not progress,
-        ) as bar:
-            header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-            np.lib.format.write_array_header_1_0(handle, header)
-            for start in range(0, len(names), _CHUNK):
-                chunk = [(name, read(name)) for name in names[start:start + _CHUNK]]
-                for array in pool.map(decode, chunk):
-                    handle.write(array.tobytes())
-                bar.update(len(chunk))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    finally:
-        if archive is not None:
-            archive.close()
-        temporary.unlink(missing_ok=True)
+    with (
+        zipfile.ZipFile(root) if is_zip else nullcontext() as archive,
+        replacing(target) as temporary,
+        temporary.open("wb") as handle,
+        ThreadPoolExecutor(threads) as pool,
+        tqdm(total=len(names), desc=f"Preprocessing {target.name}", unit="img",
+             disable=not progress) as bar,
+    ):
+        header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, len(names), _CHUNK):
+            chunk = [(name, read(name)) for name in names[start:start + _CHUNK]]
+            for array in pool.map(decode, chunk):
+                handle.write(array.tobytes())
+            bar.update(len(chunk))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
-def _open_temporary(target: Path, needed_bytes: int) -> tuple[io.BufferedWriter, Path]:
-    """A new file beside `target` (same file system, so the final rename is atomic)."""
-    folder = target.parent
-    fix = "pass a writable cache_dir (for example cache_dir='/tmp/lightning-vae-cache')"
+def check_cache_dir(folder: Path, needed_bytes: int = 0) -> None:
+    """Make the cache folder `folder` if missing, and refuse one that cannot be written or has
+    less than `needed_bytes` free, saying to pass another ``cache_dir``: checked before
+    writing, so that the error names the folder and the fix."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide a shared cache from others
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as error:
-        raise PermissionError(
-            f"cannot write the preprocessed image cache in {folder} ({error.strerror}); {fix}"
-        ) from error
+        raise PermissionError(f"cannot write in the cache folder {folder} ({error.strerror}); "
+                              f"{CACHE_DIR_FIX}") from error
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
-        os.close(descriptor)
-        os.unlink(name)
         raise OSError(
             f"the preprocessed image cache needs {needed_bytes / 1e9:.2f} GB but {folder} has "
-            f"{free / 1e9:.2f} GB free; free some space or {fix}"
+            f"{free / 1e9:.2f} GB free; free some space or {CACHE_DIR_FIX}"
         )
-    return os.fdopen(descriptor, "wb"), Path(name)

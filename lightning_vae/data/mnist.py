@@ -24,14 +24,9 @@ import torch
 from torch import Tensor
 
 from lightning_vae.checks import check_number
-from lightning_vae.data.device_loader import (
-    Binarize,
-    LoaderKind,
-    binarize_once,
-    check_options,
-)
+from lightning_vae.data.base import ImageDataModule
+from lightning_vae.data.device_loader import LoaderKind
 from lightning_vae.data.idx import IDXError, read_idx
-from lightning_vae.data.in_memory import InMemoryDataModule
 from lightning_vae.data.sources import (
     FASHION_MNIST,
     MNIST,
@@ -39,12 +34,10 @@ from lightning_vae.data.sources import (
     locate_files,
     refetch_advice,
 )
-
-SPLIT_SEED = 0
-BINARIZATION_SEED = 0  # the fixed draw; the test split uses BINARIZATION_SEED + 1
+from lightning_vae.imaging import Binarize
 
 
-class IDXDataModule(InMemoryDataModule):
+class IDXDataModule(ImageDataModule):
     """A 28x28 grey-level IDX data set (MNIST layout) with a seeded train/validation split.
 
     Args:
@@ -77,17 +70,11 @@ class IDXDataModule(InMemoryDataModule):
         drop_last: bool = False,
         eval_batch_size: int | None = None,
     ) -> None:
-        super().__init__()
-        check_options(binarize=binarize, loader=loader, batch_size=batch_size,
-                      eval_batch_size=eval_batch_size, seed=seed, download=download,
-                      drop_last=drop_last)
+        super().__init__(data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         seed=seed, loader=loader, drop_last=drop_last, binarize=binarize,
+                         download=download)
         check_number("val_size", val_size, minimum=0)
-        self.save_hyperparameters()
-        self.data_dir, self.batch_size, self.binarize = data_dir, batch_size, binarize
-        self.val_size, self.seed, self.download, self.loader = val_size, seed, download, loader
-        self.drop_last = drop_last
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.val_size = val_size
 
     @property
     def preprocessing(self) -> dict[str, object]:
@@ -114,12 +101,9 @@ class IDXDataModule(InMemoryDataModule):
                 f"val_size={self.val_size} leaves no training images: {files['train_images']} "
                 f"holds {len(train_images)}; pass a smaller val_size."
             )
-        grey_train = train_images
-        if self.binarize != "none":  # one fixed draw, shared by "static" and dynamic evaluation
-            train_images = binarize_once(train_images, BINARIZATION_SEED)
-            test_images = binarize_once(test_images, BINARIZATION_SEED + 1)
-        generator = torch.Generator().manual_seed(SPLIT_SEED)
-        order = torch.randperm(len(train_images), generator=generator)
+        grey_train = train_images  # one fixed draw, shared by "static" and dynamic evaluation
+        train_images, test_images = self._fixed_draw(train_images), self._fixed_draw(test_images, 1)
+        order = self._split_order(len(train_images))
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         fit_images = grey_train if self.binarize == "dynamic" else train_images
         self.splits = {
@@ -127,7 +111,6 @@ class IDXDataModule(InMemoryDataModule):
             "val": (train_images[val_idx], train_labels[val_idx]),
             "test": (test_images, test_labels),
         }
-
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:

@@ -33,7 +33,7 @@ import lightning_vae
 from lightning_vae.atomic import new_file_mode, staging_folder
 from lightning_vae.hub.card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
 from lightning_vae.hub.fetch import CONFIG_FILE, WEIGHTS_FILE, model_folder
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 
 CARD_FILE = "README.md"
 VERSION_KEY = "lightning_vae_version"

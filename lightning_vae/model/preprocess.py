@@ -34,8 +34,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from lightning_vae.data.device_loader import Binarize
-from lightning_vae.data.images import fit_image
+from lightning_vae.imaging import Binarize, fit_image
 
 OutputType = Literal["uint8", "pil"]
 ImageInput = Tensor | np.ndarray | Image.Image | Sequence[Tensor | np.ndarray | Image.Image]
@@ -121,7 +120,7 @@ def postprocess_images(
     """Decoder output (B, C, H, W) in [0, 1] → displayable images: a uint8 (B, C, H, W) tensor of
     0..255 on the CPU (``"uint8"``), or a list of PIL images of mode L or RGB (``"pil"``).
 
-    Values are clipped to [0, 1] and rounded, as :func:`~lightning_vae.images_grid.make_grid`
+    Values are clipped to [0, 1] and rounded, as :func:`~lightning_vae.imaging.make_grid`
     does; a binarized model's output (the Bernoulli means) is shown as grey levels.
     """
     if output_type not in ("uint8", "pil"):

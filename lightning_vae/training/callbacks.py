@@ -27,7 +27,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 from lightning_vae.metrics import ActiveUnits, KLPerDimension
 from lightning_vae.model import VAEModel
 from lightning_vae.training.module import VAE, images_of
@@ -119,7 +119,7 @@ class ImagePanels(pl.Callback):
 
     @torch.no_grad()
     def panels(self, model: VAEModel) -> dict[str, np.ndarray]:
-        """The pictures, as uint8 grids from :func:`~lightning_vae.images_grid.make_grid`,
+        """The pictures, as uint8 grids from :func:`~lightning_vae.imaging.make_grid`,
         for the kept validation images (set by the first validation batch) and noise."""
         if self.images is None or self.noise is None:
             raise RuntimeError("ImagePanels.panels needs a validation batch: run validation "

@@ -1,6 +1,7 @@
 """Image decoding to uint8 (C, H, W) and the preprocessed .npy cache."""
 
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lightning_vae.atomic import new_file_mode
 from lightning_vae.data.images import ImageTransform, build_uint8_cache, cache_file, load_image
 
 
@@ -235,6 +237,25 @@ def test_failed_build_leaves_no_cache_and_no_temporary_file(tmp_path):
     with pytest.raises(ValueError, match=r"500\.png: cannot be decoded"):
         build_uint8_cache(names, tmp_path / "images", tmp_path / "cache",
                           ImageTransform(image_size=4), prefix="toy", progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_new_cache_file_gets_the_mode_of_any_new_file(tmp_path):
+    """Not mkstemp's 0600: a cache shared between users stays readable by them."""
+    names = write_pngs(tmp_path / "images", 1)
+    transform = ImageTransform(image_size=8)
+    build_uint8_cache(names, tmp_path / "images", tmp_path / "cache", transform, prefix="toy",
+                      progress=False)
+    target = cache_file(names, tmp_path / "images", tmp_path / "cache", transform, prefix="toy")
+    assert stat.S_IMODE(target.stat().st_mode) == new_file_mode()
+
+
+def test_file_that_cannot_be_read_is_named_not_taken_for_a_failed_cache_write(tmp_path):
+    names = [*write_pngs(tmp_path / "images", 1), "folder.png"]
+    (tmp_path / "images" / "folder.png").mkdir()
+    with pytest.raises(ValueError, match=r"images/folder\.png: cannot be read \(Is a directory\)"):
+        build_uint8_cache(names, tmp_path / "images", tmp_path / "cache",
+                          ImageTransform(image_size=8), prefix="toy", progress=False)
     assert list((tmp_path / "cache").iterdir()) == []
 
 

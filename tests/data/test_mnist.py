@@ -14,10 +14,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import write_tiny_mnist
+from idx_files import write_idx
 from torch.utils.data import DataLoader
 
 from lightning_vae.data.device_loader import DeviceLoader
-from lightning_vae.data.idx import IDXError, read_idx, write_idx
+from lightning_vae.data.idx import IDXError, read_idx
 from lightning_vae.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from lightning_vae.data.sources import FASHION_MNIST, MNIST, locate_files
 

@@ -1,4 +1,4 @@
-"""Image grids (lightning_vae/images_grid.py): the model card's picture and the sample command's
+"""Image grids (lightning_vae/imaging.py): the model card's picture and the sample command's
 output are tiled by make_grid and written by save_image."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_vae.images_grid import make_grid, save_image
+from lightning_vae.imaging import make_grid, save_image
 
 
 def test_make_grid_tiles_images_row_by_row_with_grey_padding():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from lightning_vae.data.device_loader import (
     binarize_once,
     choose_loader,
     make_loader,
-    noise_seed,
     placement_of,
 )
 
@@ -204,17 +202,6 @@ def test_ranks_get_different_binarization_noise() -> None:
     assert not torch.equal(binary_epoch(ranks[0], 0), binary_epoch(ranks[1], 0))
 
 
-def test_noise_seeds_are_63_bit_reproducible_and_unrelated_for_neighbouring_keys() -> None:
-    neighbours = [(0, 0, 0, step, batch) for step in range(100) for batch in range(10)]
-    seeds = [noise_seed(*keys) for keys in neighbours]
-    assert seeds == [noise_seed(*keys) for keys in neighbours]
-    assert len(set(seeds)) == len(seeds) and all(0 <= seed < 2**63 for seed in seeds)
-    # Unrelated, not merely distinct: the bits of neighbours' seeds agree half the time.
-    agreeing = [64 - bin(a ^ b).count("1") for a, b in itertools.pairwise(seeds)]
-    assert 28 < sum(agreeing) / len(agreeing) < 36
-    assert noise_seed(1, 23) != noise_seed(12, 3) != noise_seed(2**70, 1)
-
-
 def test_bernoulli_is_exact_at_zero_and_full_intensity() -> None:
     images = torch.tensor([0, 255], dtype=torch.uint8).repeat(10_000)
     draw = bernoulli_uint8(images, torch.Generator().manual_seed(0))
@@ -251,6 +238,15 @@ def test_dataloader_fallback_yields_the_same_kind_of_batches() -> None:
     batch, batch_labels = next(iter(loader))
     assert batch.dtype == torch.float32 and batch.shape == (10, 1, 4, 4)
     assert torch.equal(batch[:, 0, 0, 0], (batch_labels % 256).float() / 255)
+
+
+@pytest.mark.parametrize("loader", ["device", "dataloader"])
+def test_make_loader_takes_the_device_loaders_options_for_either_loader(loader: str) -> None:
+    images, labels = index_images()
+    made = make_loader(images, labels, 10, loader=loader, num_workers=0, drop_last=True)
+    assert len(made) == N // 10
+    with pytest.raises(TypeError, match="shufle"):
+        make_loader(images, labels, 10, loader=loader, shufle=True)
 
 
 def test_in_memory_dataset_binarizes_per_sample() -> None:

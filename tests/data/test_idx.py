@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from idx_files import write_idx
 
-from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx, read_idx_header, write_idx
+from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx, read_idx_header
 
 IMAGES = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
 

@@ -21,7 +21,7 @@ from lightning_vae.data import ImageFolderDataModule
 from lightning_vae.data.images import ImageTransform, load_image
 from lightning_vae.hub import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore:.*cannot be used:UserWarning")
 GOOD = {  # name: (mode, (width, height))
     "cats/grey.png": ("L", (20, 30)),
@@ -158,6 +158,13 @@ def test_default_cache_is_hidden_inside_the_folder_and_never_read_as_images(fold
     assert list((folder / ".lightning-vae-cache").glob("folder-*.npy"))
     with pytest.warns(UserWarning):
         ImageFolderDataModule(str(folder), image_size=16, progress=False).setup("fit")
+
+
+def test_cache_folder_that_cannot_be_created_says_to_pass_cache_dir(folder, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    data = datamodule(folder, cache_dir=str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(PermissionError, match=r"a_file/cache .*pass a writable cache_dir"):
+        data.prepare_data()
 
 
 def test_image_smaller_than_the_crop_is_skipped_with_the_reason(tmp_path):

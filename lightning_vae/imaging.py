@@ -1,15 +1,63 @@
-"""Image batches → one picture: a grid as a uint8 array (for PNG files and image panels).
+"""Image operations shared by the data modules and the model's preprocessing: one decoded
+image → the uint8 (C, H, W) array a data set or a model takes (:func:`fit_image`), the
+binarization choices (:data:`Binarize`), and a batch → one picture on disk (:func:`make_grid`,
+:func:`save_image`).
 
-Pillow writes the files; torchvision is not needed (and not a dependency).
+Pillow decodes and writes the files; torchvision is not needed (and not a dependency).
 """
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
 from lightning_vae.atomic import replacing
+
+Binarize = Literal["none", "dynamic", "static"]
+"""How images are binarized: ``"none"`` (grey levels in [0, 1]), ``"dynamic"`` (a fresh
+Bernoulli draw of each training batch) or ``"static"`` (one fixed draw)."""
+
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def fit_image(image: Image.Image, channels: int, crop: int | None, size: int,
+              where: str) -> np.ndarray:
+    """A decoded image → uint8 (C, H, W): converted to `channels`, then its centred
+    `crop` x `crop` square cut out and resized (bilinear) to `size` x `size`; `crop=None` keeps
+    the image's own size. `where` names the image in errors."""
+    image = _convert_channels(image, channels, where)
+    if crop is not None:
+        left, top = (image.size[0] - crop) // 2, (image.size[1] - crop) // 2
+        image = image.crop((left, top, left + crop, top + crop))
+        if crop != size:  # resize(box=...) would blend in pixels from outside the crop
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+
+
+def _convert_channels(image: Image.Image, channels: int, where: str) -> Image.Image:
+    """Image in mode L (channels=1) or RGB (channels=3), whatever mode the file had."""
+    if image.mode == "F":
+        raise ValueError(
+            f"{where}: floating-point images have no fixed value range; save it as 8-bit first"
+        )
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # Pillow's own conversion clips 16-bit values at 255; scale 0..65535 onto 0..255.
+        # A tRNS grey value (in the file's 16-bit units) becomes an alpha channel, as Pillow
+        # does for 8-bit grey, so those pixels are composited over black below.
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        grey = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+        if image.info.get("transparency") is not None:
+            opaque = (wide != image.info["transparency"]).astype(np.uint8) * 255
+            grey = Image.merge("LA", (grey, Image.fromarray(opaque)))
+        image = grey
+    if (image.mode in _ALPHA_MODES or "transparency" in image.info
+            or (image.mode == "P" and image.palette.mode == "RGBA")):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return image.convert("L" if channels == 1 else "RGB")
 
 
 def make_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, padding: int = 2,
