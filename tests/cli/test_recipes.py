@@ -1,7 +1,7 @@
 """The recipes installed with the package: ``--config recipes/...`` from any folder, the local
 file first, every one parsed by the command, clear errors (also for a class path 0.2.0 moved),
-and ``lightning-vae recipes``. (tests/hub/test_zoo.py checks that a wheel holds them and that its console
-script finds them.)"""
+and ``lightning-vae recipes``. (tests/hub/test_zoo.py checks that a wheel holds them and that
+its console script finds them.)"""
 
 import importlib
 import itertools
