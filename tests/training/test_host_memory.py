@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_vae.host_memory import retain_freed_memory
+from lightning_vae.training.host_memory import retain_freed_memory
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glibc's malloc")
 
 # Page faults per training step of the default recipe's conv VAE (batch 64), after a Trainer
@@ -20,8 +20,7 @@ GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glib
 FAULTS_PER_STEP = """
 import json, resource, sys, torch, pytorch_lightning as pl
 from torch.utils.data import DataLoader, TensorDataset
-from lightning_vae import VAE
-from lightning_vae.host_memory import ReuseFreedMemory
+from lightning_vae import VAE, ReuseFreedMemory
 
 torch.manual_seed(0)
 model = VAE(arch="conv", image_shape=(1, 28, 28), latent_dim=32, iw_samples=0)
@@ -34,7 +33,7 @@ optimizer = torch.optim.Adam(model.parameters())
 
 def step():
     optimizer.zero_grad()
-    model.elbo(images)["elbo"].mean().neg().backward()
+    model.model.elbo(images)["elbo"].mean().neg().backward()
     optimizer.step()
 
 for _ in range(6):

@@ -26,12 +26,12 @@ import yaml
 from conftest import write_tiny_mnist
 from torch import nn
 
-from lightning_vae.callbacks import LatentDiagnostics
+from lightning_vae import LatentDiagnostics
 from lightning_vae.cli import main
 from lightning_vae.data import MNISTDataModule
-from lightning_vae.hub import load_checkpoint, model_from_checkpoint
+from lightning_vae.training.checkpoints import load_checkpoint, model_from_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CPU_DDP = ROOT / "recipes" / "trainer" / "cpu_ddp.yaml"
 TESTS = Path(__file__).resolve().parent
 VAL_SIZE = TEST_SIZE = 65  # odd: rank 0 gets 33 examples (2 batches of 32), rank 1 gets 32 (1)
@@ -95,15 +95,16 @@ def local_hub() -> Iterator[str]:
 
 
 class NoiseProbe(pl.Callback):
-    """Records, on every rank, the seed of the global generator in force when each training
-    step's loss is computed (it drew that step's ε), and writes ``noise-rank<R>.json``."""
+    """Records, on every rank, the seed of the module's noise generator in force when each
+    training step's loss is computed (it drew that step's ε), and writes
+    ``noise-rank<R>.json``."""
 
     def __init__(self, folder: str) -> None:
         self.folder, self.seeds = Path(folder), []
 
     def on_before_backward(self, trainer: pl.Trainer, module: pl.LightningModule,
                            loss: torch.Tensor) -> None:
-        self.seeds.append([trainer.global_step, torch.initial_seed()])
+        self.seeds.append([trainer.global_step, module.noise.generator.initial_seed()])
 
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         (self.folder / f"noise-rank{trainer.global_rank}.json").write_text(json.dumps(self.seeds))
@@ -296,14 +297,15 @@ def nearly_deterministic(checkpoint: Path, out: Path) -> Path:
     draw different noise, must agree to float precision. The posterior means are spread 20
     times wider, so that examples differ clearly in KL (after 6 steps they hardly do)."""
     state = load_checkpoint(checkpoint, trusted=True)
-    model = model_from_checkpoint(state, checkpoint)
+    module = model_from_checkpoint(state, checkpoint)
+    model = module.model
     head = [m for m in model.encoder.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         head.weight[model.latent_dim:] = 0
         head.bias[model.latent_dim:] = -30
         head.weight[: model.latent_dim] *= 20
         head.bias[: model.latent_dim] *= 20
-    state["state_dict"] = model.state_dict()
+    state["state_dict"] = module.state_dict()
     torch.save(state, out)
     return out
 
@@ -334,7 +336,7 @@ def padded_mean_kl(data_dir: Path, checkpoint: Path) -> tuple[float, float]:
     data = MNISTDataModule(str(data_dir), **DATA_OPTIONS)
     data.setup("validate")
     x = torch.cat([images for images, _ in data.val_dataloader()])
-    model = model_from_checkpoint(load_checkpoint(checkpoint, trusted=True), checkpoint)
+    model = model_from_checkpoint(load_checkpoint(checkpoint, trusted=True), checkpoint).model
     with torch.no_grad():
         kl = model.encode(x).kl()
     return kl.mean().item(), torch.cat([kl, kl[:1]]).mean().item()

@@ -24,7 +24,7 @@ from conftest import write_tiny_mnist
 from lightning_vae.cli import main, run_lightning
 from lightning_vae.data.device_loader import DeviceLoader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 6  # 191 training images (256 - 65 for validation) in batches of 32
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from lightning_vae.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_vae.cli import WANDB_LOGGER, expand_wandb_flag, main, run_lightning
+from lightning_vae.cli import main, run_lightning
+from lightning_vae.cli.lightning import WANDB_LOGGER, expand_wandb_flag
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "mnist_vae.yaml"
 SWEEP_FILE = ROOT / "recipes" / "sweeps" / "beta.yaml"
 PANELS = ("reconstructions", "samples", "traversals", "interpolations")

@@ -14,8 +14,7 @@ from PIL import Image
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_vae import VAE
-from lightning_vae.callbacks import ImagePanels, LatentDiagnostics
+from lightning_vae import VAE, ImagePanels, LatentDiagnostics
 
 SIDE, PAD, LATENT = 8, 2, 4
 PANEL_OPTIONS = {"num_images": 6, "num_samples": 10, "traversal_steps": 5,
@@ -106,7 +105,7 @@ def test_tensorboard_gets_image_summaries_of_the_expected_grid_sizes(tmp_path):
 
 def test_panels_show_the_first_validation_images_and_repeat_exactly(tmp_path):
     panels = ImagePanels(**PANEL_OPTIONS)
-    model = fit(CSVLogger(tmp_path), panels).eval()
+    model = fit(CSVLogger(tmp_path), panels).model.eval()
     assert torch.equal(panels.images, VAL_IMAGES[:6])
     first, second = panels.panels(model), panels.panels(model)
     assert all(np.array_equal(first[name], second[name]) for name in PANELS)
@@ -123,7 +122,7 @@ def test_runs_with_the_same_seed_draw_the_same_prior_samples(tmp_path):
     for seed in (0, 0, 1):
         panels = ImagePanels(seed=seed, **PANEL_OPTIONS)
         model = fit(CSVLogger(tmp_path / str(len(pictures))), panels, epochs=1)
-        pictures.append(panels.panels(model.eval())["samples"])
+        pictures.append(panels.panels(model.model.eval())["samples"])
     assert np.array_equal(pictures[0], pictures[1])
     assert not np.array_equal(pictures[0], pictures[2])
 
@@ -185,7 +184,7 @@ sys.path.insert(0, {tests!r})
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger
 from test_callbacks import PANEL_OPTIONS, fit
-from lightning_vae.callbacks import ImagePanels, LatentDiagnostics
+from lightning_vae import ImagePanels, LatentDiagnostics
 
 if __name__ == "__main__":
     fit(CSVLogger({root!r}), ImagePanels(**PANEL_OPTIONS), LatentDiagnostics(),
