@@ -34,6 +34,7 @@ from lightning_vae.training.checkpoints import load_checkpoint, model_from_check
 ROOT = Path(__file__).resolve().parents[2]
 CPU_DDP = ROOT / "recipes" / "trainer" / "cpu_ddp.yaml"
 TESTS = Path(__file__).resolve().parent
+IMPORTABLE = (TESTS, TESTS.parent)  # test_ddp (NoiseProbe), and the conftest it imports
 VAL_SIZE = TEST_SIZE = 65  # odd: rank 0 gets 33 examples (2 batches of 32), rank 1 gets 32 (1)
 REPO_ID = "someone/ddp-vae"
 DATA_OPTIONS = {"download": False, "val_size": VAL_SIZE, "batch_size": 32,
@@ -160,7 +161,8 @@ def write_yaml(path: Path, config: dict) -> Path:
 def run_cli(cwd: Path, *args: str, hub: str | None = None) -> None:
     """``python -m lightning_vae.cli ARGS`` on two CPU processes; fails the test on an error."""
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true",
-               PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([*map(str, IMPORTABLE),
+                                           os.environ.get("PYTHONPATH", "")]))
     if hub:  # a token for the local Hub only, which offline mode would refuse to reach
         env |= {"HF_ENDPOINT": hub, "HF_TOKEN": "hf_local_test_token"}
         env.pop("HF_HUB_OFFLINE", None)
