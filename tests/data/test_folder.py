@@ -19,7 +19,7 @@ from lightning_vae import VAE
 from lightning_vae.cli import main
 from lightning_vae.data import ImageFolderDataModule
 from lightning_vae.data.images import ImageTransform, load_image
-from lightning_vae.hub import load_checkpoint
+from lightning_vae.training.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings("ignore:.*cannot be used:UserWarning")
