@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
+from training_models import CUDA, RECIPE_CONV, small_conv, tiny_bars
 
 from lightning_vae import VAE
 from lightning_vae.cli import run_lightning
@@ -17,22 +18,6 @@ from lightning_vae.data import MNISTDataModule
 from lightning_vae.training.fast_path import COMPILE_MODES
 
 ROOT = Path(__file__).resolve().parents[2]
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-RECIPE_CONV = {"arch": "conv", "arch_options": {"channels": [32, 64], "hidden_dim": 256},
-               "latent_dim": 32}
-
-
-def small_conv(**options) -> VAE:
-    return VAE(arch="conv", image_shape=(1, 16, 16), latent_dim=4,
-               arch_options={"channels": [4, 8], "hidden_dim": 16}, **options)
-
-
-def tiny_bars(n: int = 64) -> torch.Tensor:
-    """Binary 8x8 images of one horizontal bar each: learnable in a few dozen steps."""
-    rows = torch.randint(0, 8, (n,), generator=torch.Generator().manual_seed(0))
-    images = torch.zeros(n, 1, 8, 8)
-    images[torch.arange(n), :, rows, :] = 1.0
-    return images
 
 
 def fit_tiny_and_validate(steps: int = 60, precision: str = "32-true", **options

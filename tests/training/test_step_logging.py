@@ -11,6 +11,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, Timer, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
+from training_models import CUDA, RECIPE_CONV, small_conv, tiny_bars
 
 from lightning_vae import VAE
 from lightning_vae.data.device_loader import DeviceLoader
@@ -20,23 +21,6 @@ from lightning_vae.training.step_logging import (
     progress_bar_refreshes,
     step_values_read,
 )
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-RECIPE_CONV = {"arch": "conv", "arch_options": {"channels": [32, 64], "hidden_dim": 256},
-               "latent_dim": 32}
-
-
-def small_conv(**options) -> VAE:
-    return VAE(arch="conv", image_shape=(1, 16, 16), latent_dim=4,
-               arch_options={"channels": [4, 8], "hidden_dim": 16}, **options)
-
-
-def tiny_bars(n: int = 64) -> torch.Tensor:
-    """Binary 8x8 images of one horizontal bar each: learnable in a few dozen steps."""
-    rows = torch.randint(0, 8, (n,), generator=torch.Generator().manual_seed(0))
-    images = torch.zeros(n, 1, 8, 8)
-    images[torch.arange(n), :, rows, :] = 1.0
-    return images
 
 
 def test_the_training_loss_is_in_the_progress_bar_only_where_reading_it_is_free():
