@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from batches import all_batches
 from celeba_fixture import ATTRIBUTE_NAMES, PARTITION, http_server, make_celeba, write_jpeg
 from torch.utils.data import DataLoader
 
@@ -25,10 +26,7 @@ from lightning_vae.data.download import DownloadError
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def no_shared_data(monkeypatch):
-    """Keep a developer's $LIGHTNING_VAE_DATA out of these tests."""
-    monkeypatch.delenv("LIGHTNING_VAE_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_env")  # not a developer's data
 
 
 def datamodule(data_dir: Path, **kwargs) -> CelebADataModule:
@@ -38,11 +36,6 @@ def datamodule(data_dir: Path, **kwargs) -> CelebADataModule:
     dm.prepare_data()
     dm.setup("fit")
     return dm
-
-
-def all_batches(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = zip(*loader, strict=True)
-    return torch.cat(images), torch.cat(labels)
 
 
 def cache_files(folder: Path) -> dict[str, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from batches import all_batches
 from conftest import write_tiny_mnist
 from idx_files import write_idx
 from torch.utils.data import DataLoader
@@ -30,11 +31,6 @@ def tiny(data_dir: Path, **kwargs) -> MNISTDataModule:
     dm.prepare_data()
     dm.setup("fit")
     return dm
-
-
-def all_batches(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = zip(*loader, strict=True)
-    return torch.cat(images), torch.cat(labels)
 
 
 def epoch(loader, number: int) -> tuple[torch.Tensor, torch.Tensor]:
