@@ -261,19 +261,21 @@ class ModelFolderMixin(
     @classmethod
     def _checked_config(cls, config: Any, path: Path) -> dict[str, Any]:
         """Constructor arguments from config.json, refused when a newer major version wrote them
-        or when they hold options this version does not know; 0.x's training settings are
-        dropped. The model's ``check_config`` adds its own checks."""
+        or when they hold options this version does not know; the training settings of a
+        config written before 0.2.0 are dropped. The model's ``check_config`` adds its own
+        checks."""
         if not isinstance(config, dict):
             raise ValueError(f"{path} must hold a JSON object, got {config!r}")
         config = dict(config)
         version = config.pop(VERSION_KEY, None)
-        if version is not None and _major(version, path) > _major(lightning_vae.__version__, path):
+        release = None if version is None else _release(version, path)
+        if release is not None and release[0] > _release(lightning_vae.__version__, path)[0]:
             raise ValueError(
                 f"{path} was written by lightning-vae {version}, a newer major version than "
                 f"this one ({lightning_vae.__version__}); upgrade with "
                 "`pip install -U lightning-vae`"
             )
-        if version is None or _release(version, path) < (0, 2):
+        if release is None or release < (0, 2):
             config = {name: value for name, value in config.items()
                       if name not in LEGACY_TRAINING_KEYS}
         if unknown := sorted(set(config) - set(cls.argument_names())):
@@ -289,10 +291,6 @@ class ModelFolderMixin(
     def check_config(cls, config: dict[str, Any], path: Path) -> None:
         """Refuse a config this model class cannot build, naming the fix (subclasses add
         checks, such as an unregistered architecture)."""
-
-
-def _major(version: object, path: Path) -> int:
-    return _release(version, path)[0]
 
 
 def _release(version: object, path: Path) -> tuple[int, int]:

@@ -168,8 +168,8 @@ class VAE(pl.LightningModule):
         """A module to fine-tune from a pretrained model (a folder, zoo name or Hub id, as
         :meth:`VAEModel.from_pretrained`): the model's config and weights, with ``kwargs``
         setting training options (``lr``, ``beta``, ...) and the download options."""
-        training = {name: kwargs.pop(name) for name in list(kwargs)
-                    if name in cls.training_argument_names()}
+        training_names = cls.training_argument_names()
+        training = {name: kwargs.pop(name) for name in list(kwargs) if name in training_names}
         model = VAEModel.from_pretrained(name_or_path, **kwargs)
         module = cls(**model.config, **training)
         module.model.load_state_dict(model.state_dict())
