@@ -1,8 +1,11 @@
 """What every training objective shares: the registry that builds one from a recipe's
 ``beta`` and ``beta_schedule``, and the checks of its options.
 
-An objective maps the batch means of the ELBO terms (``recon`` and ``kl``, nats per example) and
-its weights at an optimizer step (β, a capacity, ...) to the loss. The weights are a function of
+An objective has two parts. :meth:`Objective.terms` makes the per-example terms of a batch from
+the model (the ELBO's ``recon``, ``kl`` and ``elbo`` by default; an importance-weighted or
+total-correlation objective adds its own), every one of which the training module logs; and
+:meth:`Objective.loss` maps their batch means and the weights at an optimizer step (β, a
+capacity, ...) to the loss. The weights are a function of
 the step alone, taken from the trainer's ``global_step``, so they follow a resumed run and do
 not move during validation; the training module passes them as device tensors (refilled, not
 rebuilt, when a CUDA graph replays the step).
@@ -11,20 +14,28 @@ rebuilt, when a CUDA graph replays the step).
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from lightning_vae.checks import is_real
+from lightning_vae.model import VAEModel, VAEOutput
 
 
 class Objective:
-    """The loss of a batch from its mean ELBO terms and the weights at a step."""
+    """The terms of a batch, and its loss from their batch means and the weights at a step."""
+
+    def terms(self, model: VAEModel, x: Tensor, generator: torch.Generator | None = None
+              ) -> tuple[VAEOutput, dict[str, Tensor]]:
+        """The model's pass on a prepared batch and its per-example terms (shape (B,) each, in
+        nats), which :meth:`loss` combines: the ELBO's ``recon``, ``kl`` and ``elbo`` here."""
+        return model.elbo_terms(x, generator)
 
     def weights(self, step: int) -> dict[str, float]:
         """The weights :meth:`loss` takes at optimizer step ``step``, by name."""
         raise NotImplementedError
 
-    def loss(self, recon: Tensor, kl: Tensor, **weights: Tensor | float) -> Tensor:
-        """The loss to minimise, from the batch means of the reconstruction term and the KL."""
+    def loss(self, means: dict[str, Tensor], **weights: Tensor | float) -> Tensor:
+        """The loss to minimise, from the batch means of :meth:`terms`."""
         raise NotImplementedError
 
 

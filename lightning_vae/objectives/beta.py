@@ -27,8 +27,8 @@ class BetaELBO(Objective):
     def weights(self, step: int) -> dict[str, float]:
         return {"beta": self.beta(step)}
 
-    def loss(self, recon: Tensor, kl: Tensor, beta: Tensor | float) -> Tensor:
-        return recon + beta * kl
+    def loss(self, means: dict[str, Tensor], beta: Tensor | float) -> Tensor:
+        return means["recon"] + beta * means["kl"]
 
 
 @register_objective("linear")

@@ -30,6 +30,6 @@ class CapacityObjective(Objective):
     def weights(self, step: int) -> dict[str, float]:
         return {"beta": self.gamma, "capacity": self.capacity(step)}
 
-    def loss(self, recon: Tensor, kl: Tensor, beta: Tensor | float,
+    def loss(self, means: dict[str, Tensor], beta: Tensor | float,
              capacity: Tensor | float) -> Tensor:
-        return recon + beta * (kl - capacity).abs()
+        return means["recon"] + beta * (means["kl"] - capacity).abs()

@@ -24,7 +24,7 @@ def test_capacity_objective_penalises_distance_to_the_growing_capacity():
     objective = CapacityObjective(beta=10.0, capacity_max=20.0, steps=100)
     weights = objective.weights(50)
     assert weights == {"beta": 10.0, "capacity": 10.0}
-    loss = objective.loss(torch.tensor(50.0), torch.tensor(4.0), **weights)
+    loss = objective.loss({"recon": torch.tensor(50.0), "kl": torch.tensor(4.0)}, **weights)
     assert loss.item() == pytest.approx(50.0 + 10.0 * abs(4.0 - 10.0))
 
 
@@ -34,13 +34,12 @@ def test_capacity_objective_penalises_distance_to_the_growing_capacity():
 ])
 def test_the_loss_takes_its_weights_as_numbers_or_as_device_tensors(schedule):
     """A training pass replayed as a CUDA graph reads the weights from tensors."""
-    recon, kl = torch.tensor(50.0), torch.tensor(4.0)
+    means = {"recon": torch.tensor(50.0), "kl": torch.tensor(4.0)}
     weights = schedule.weights(30)
     as_tensors = {name: torch.tensor(value) for name, value in weights.items()}
-    expected = schedule.loss(recon, kl, **weights)
-    assert schedule.loss(recon, kl, **as_tensors).item() == pytest.approx(expected.item())
-    assert expected.item() != pytest.approx(schedule.loss(recon, kl,
-                                                          **schedule.weights(60)).item())
+    expected = schedule.loss(means, **weights)
+    assert schedule.loss(means, **as_tensors).item() == pytest.approx(expected.item())
+    assert expected.item() != pytest.approx(schedule.loss(means, **schedule.weights(60)).item())
 
 
 def test_build_objective_from_name_and_dict():
@@ -70,12 +69,13 @@ def test_a_registered_objective_is_built_from_its_name_with_beta_and_options(mon
         def weights(self, step: int) -> dict[str, float]:
             return {"beta": self.beta}
 
-        def loss(self, recon, kl, beta):
-            return recon + beta * kl.clamp(min=self.floor)
+        def loss(self, means, beta):
+            return means["recon"] + beta * means["kl"].clamp(min=self.floor)
 
     objective = build_objective(2.0, {"name": "test-free-bits", "floor": 3.0})
     assert isinstance(objective, FreeBits) and objective.floor == 3.0
-    loss = objective.loss(torch.tensor(10.0), torch.tensor(1.0), **objective.weights(0))
+    loss = objective.loss({"recon": torch.tensor(10.0), "kl": torch.tensor(1.0)},
+                          **objective.weights(0))
     assert loss.item() == 16.0
 
 
