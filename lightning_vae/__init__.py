@@ -11,7 +11,12 @@ from lightning_vae.model import (
     register_architecture,
     register_prior,
 )
-from lightning_vae.objectives import Objective, build_objective, register_objective
+from lightning_vae.objectives import (
+    Objective,
+    build_objective,
+    register_beta_schedule,
+    register_objective,
+)
 from lightning_vae.training import (
     VAE,
     ImagePanels,
@@ -47,6 +52,7 @@ __all__ = [
     "from_pretrained",
     "push",
     "register_architecture",
+    "register_beta_schedule",
     "register_objective",
     "register_prior",
 ]

@@ -39,35 +39,66 @@ class Objective:
         raise NotImplementedError
 
 
+BETA_SCHEDULES: dict[str, Callable[..., Objective]] = {}
+"""``beta_schedule`` name → the β-weighted ELBO with that schedule, built as
+``cls(beta, **options)``."""
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {}
-"""``beta_schedule`` name → objective class, built as ``cls(beta, **options)``."""
+"""``objective`` name → objective built as ``cls(schedule, **options)`` around the β schedule (an
+objective of its own, the β-weighted ELBO, whose ``weights`` it may use)."""
+
+
+def register_beta_schedule(name: str) -> Callable[[type], type]:
+    """Class decorator: make a β schedule buildable from a recipe's ``beta_schedule: name``."""
+    def register(cls: type) -> type:
+        BETA_SCHEDULES[name] = cls
+        return cls
+    return register
 
 
 def register_objective(name: str) -> Callable[[type], type]:
-    """Class decorator: make an objective buildable from a recipe's ``beta_schedule: name``."""
+    """Class decorator: make an objective buildable from a recipe's ``objective: name``; it is
+    built as ``cls(schedule, **options)`` with the β schedule the recipe chose."""
     def register(cls: type) -> type:
         OBJECTIVES[name] = cls
         return cls
     return register
 
 
-def build_objective(beta: float, spec: str | dict[str, Any]) -> Objective:
-    """The objective ``spec`` names (a name, or a dict with ``name`` and its options, e.g.
-    ``{"name": "linear", "steps": 5000}``), with the KL weight ``beta``."""
-    if not isinstance(spec, (str, dict)):
-        raise ValueError(f"beta_schedule must be a name or a dict with a name, got {spec!r}, "
-                         'e.g. "constant" or {"name": "linear", "steps": 5000}')
-    options = {"name": spec} if isinstance(spec, str) else dict(spec)
-    name = options.pop("name", None)
-    if not isinstance(name, str) or name not in OBJECTIVES:
-        raise ValueError(
-            f"unknown beta_schedule {name!r}; choose one of {sorted(OBJECTIVES)}, e.g. "
-            '{"name": "linear", "steps": 5000}'
-        )
+register_objective("elbo")(lambda schedule: schedule)  # the β-weighted ELBO is the schedule's own
+
+
+def build_objective(beta: float, beta_schedule: str | dict[str, Any] = "constant",
+                    objective: str | dict[str, Any] = "elbo") -> Objective:
+    """The ``objective`` (a name, or a dict with ``name`` and its options, e.g.
+    ``{"name": "iwae", "samples": 5}``) around the β schedule ``beta_schedule`` (likewise, e.g.
+    ``{"name": "linear", "steps": 5000}``) with the KL weight ``beta``."""
+    name, options = named_options("beta_schedule", beta_schedule, BETA_SCHEDULES,
+                                  '{"name": "linear", "steps": 5000}')
     try:
-        return OBJECTIVES[name](beta, **options)
+        schedule = BETA_SCHEDULES[name](beta, **options)
     except TypeError as error:
         raise ValueError(f"bad options {options} for beta_schedule {name!r}: {error}") from None
+    name, options = named_options("objective", objective, OBJECTIVES,
+                                  '{"name": "iwae", "samples": 5}')
+    try:
+        return OBJECTIVES[name](schedule, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {options} for objective {name!r}: {error}") from None
+
+
+def named_options(kind: str, spec: object, registry: dict[str, Any], example: str
+                  ) -> tuple[str, dict[str, Any]]:
+    """A recipe's ``name`` or ``{"name": ..., **options}`` for the ``kind`` registry, checked."""
+    if not isinstance(spec, (str, dict)):
+        raise ValueError(f"{kind} must be a name or a dict with a name, got {spec!r}, e.g. "
+                         f'"{next(iter(registry))}" or {example}')
+    options = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = options.pop("name", None)
+    if not isinstance(name, str) or name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(registry)}, e.g. "
+                         f"{example}")
+    return name, options
 
 
 def check_beta(beta: object) -> float:

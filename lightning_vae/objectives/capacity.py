@@ -8,11 +8,11 @@ from lightning_vae.objectives.base import (
     check_beta,
     check_option,
     check_steps,
-    register_objective,
+    register_beta_schedule,
 )
 
 
-@register_objective("capacity")
+@register_beta_schedule("capacity")
 class CapacityObjective(Objective):
     """The target capacity C(t) grows linearly from 0 to ``capacity_max`` nats over ``steps``
     optimizer steps; γ is the recipe's ``beta``."""

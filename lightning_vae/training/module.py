@@ -63,6 +63,9 @@ class VAE(pl.LightningModule):
             ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
             ``{"name": "capacity", "capacity_max": 25, "steps": 100000}``
             (:mod:`lightning_vae.objectives`).
+        objective: what is optimised around the β schedule: "elbo" (the β-weighted negative
+            ELBO), or a registered objective's name or dict with its options
+            (:mod:`lightning_vae.objectives`).
         optimizer: "adam" or "adamw".
         lr: learning rate.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
@@ -104,6 +107,7 @@ class VAE(pl.LightningModule):
         preprocessing: dict[str, Any] | None = None,
         beta: float = 1.0,
         beta_schedule: str | dict[str, Any] = "constant",
+        objective: str | dict[str, Any] = "elbo",
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -137,7 +141,7 @@ class VAE(pl.LightningModule):
                               likelihood_options, prior, preprocessing)
         if channels_last:  # 4-d weights only; their layout decides the convolutions' output
             self.model.to(memory_format=torch.channels_last)
-        self.objective = build_objective(beta, beta_schedule)
+        self.objective = build_objective(beta, beta_schedule, objective)
         # nan_strategy="disable": a NaN term makes the mean NaN rather than being dropped with a
         # warning (which flatters a diverging model), and checking for NaNs at every update
         # would wait for the GPU.

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_vae.objectives import OBJECTIVES, Objective, build_objective, register_objective
+from lightning_vae.objectives import (
+    BETA_SCHEDULES,
+    OBJECTIVES,
+    Objective,
+    build_objective,
+    register_beta_schedule,
+    register_objective,
+)
 from lightning_vae.objectives.beta import BetaELBO, CyclicalAnnealing, LinearWarmup
 from lightning_vae.objectives.capacity import CapacityObjective
 
@@ -55,13 +62,13 @@ def test_each_beta_schedule_name_builds_its_objective(name, cls):
                "capacity": {"capacity_max": 5.0, "steps": 10}}[name]
     objective = build_objective(2.0, {"name": name, **options})
     assert type(objective) is cls
-    assert OBJECTIVES[name] is cls
+    assert BETA_SCHEDULES[name] is cls
 
 
-def test_a_registered_objective_is_built_from_its_name_with_beta_and_options(monkeypatch):
-    monkeypatch.setitem(OBJECTIVES, "test-free-bits", None)  # removed again after the test
+def test_a_registered_beta_schedule_is_built_from_its_name_with_beta_and_options(monkeypatch):
+    monkeypatch.setitem(BETA_SCHEDULES, "test-free-bits", None)  # removed again after the test
 
-    @register_objective("test-free-bits")
+    @register_beta_schedule("test-free-bits")
     class FreeBits(Objective):
         def __init__(self, beta: float, floor: float) -> None:
             self.beta, self.floor = beta, floor
@@ -135,3 +142,31 @@ def test_a_schedule_length_given_as_a_float_works_as_earlier_versions_saved_it()
     """1e3 from a command line or a config.json written before the checks: a number of steps."""
     assert build_objective(2.0, {"name": "linear", "steps": 1e3}).beta(500) == 1.0
     assert build_objective(1.0, {"name": "cyclical", "cycle_steps": 100.0}).beta(150) == 1.0
+
+
+def test_a_registered_objective_wraps_the_beta_schedule_and_elbo_is_the_schedule_itself(
+        monkeypatch):
+    schedule = build_objective(2.0, {"name": "linear", "steps": 10})
+    assert type(build_objective(2.0, {"name": "linear", "steps": 10}, "elbo")) is type(schedule)
+    monkeypatch.setitem(OBJECTIVES, "test-doubled", None)
+
+    @register_objective("test-doubled")
+    class Doubled(Objective):
+        def __init__(self, schedule: Objective, factor: float) -> None:
+            self.schedule, self.factor = schedule, factor
+
+        def weights(self, step: int) -> dict[str, float]:
+            return self.schedule.weights(step)
+
+        def loss(self, means, beta):
+            return self.factor * self.schedule.loss(means, beta)
+
+    objective = build_objective(2.0, {"name": "linear", "steps": 10},
+                                {"name": "test-doubled", "factor": 3.0})
+    means = {"recon": torch.tensor(10.0), "kl": torch.tensor(1.0)}
+    assert objective.weights(5) == {"beta": 1.0}
+    assert objective.loss(means, **objective.weights(5)).item() == 33.0
+    with pytest.raises(ValueError, match="unknown objective 'nope'; choose one of"):
+        build_objective(1.0, "constant", "nope")
+    with pytest.raises(ValueError, match=r"bad options .* for objective 'test-doubled'"):
+        build_objective(1.0, "constant", {"name": "test-doubled", "fator": 3.0})
