@@ -8,7 +8,7 @@ official order (the last factor varies fastest). The factor *values* are the off
 them is trained on a re-rendering, not on dSprites itself.
 
 How a sprite is drawn (binary, a pixel is on when its centre lies inside the shape): at scale 1
-the square has an 18-pixel side, the ellipse 24 × 12-pixel axes, the heart (the curve
+the square has a 19-pixel side, the ellipse 24 × 12-pixel axes, the heart (the curve
 (x² + y² − 1)³ = x²y³) is about 19 pixels wide; ``orientation`` turns it counter-clockwise as
 displayed; its centre lies at pixel 16 + 31·pos (column for posX, row for posY, row 0 at the
 top), so each position step is one pixel and every sprite stays inside the 64 × 64 image. Since
