@@ -13,7 +13,8 @@ the square has a 19-pixel side, the ellipse 24 × 12-pixel axes, the heart (the 
 displayed; its centre lies at pixel 16 + 31·pos (column for posX, row for posY, row 0 at the
 top), so each position step is one pixel and every sprite stays inside the 64 × 64 image. Since
 positions are whole pixels, each of the 720 (shape, scale, orientation) sprites is drawn once and
-shifted into place: the whole grid renders in seconds (docs/results.md measures it).
+shifted into place: the whole grid took 16 s into its 3 GB ``.npy`` (2 busy CPU cores,
+mostly writing the file), 3000 images 0.26 s.
 """
 
 from __future__ import annotations
