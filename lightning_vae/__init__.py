@@ -1,5 +1,12 @@
 """lightning-vae: variational autoencoders on PyTorch Lightning."""
 
+from lightning_vae.data import DSpritesDataModule
+from lightning_vae.metrics import (
+    DCIDisentanglement,
+    FactorVAEScore,
+    MutualInformationGap,
+    SAPScore,
+)
 from lightning_vae.model import (
     Bernoulli,
     DiagonalGaussian,
@@ -36,13 +43,18 @@ repository id: ``lightning_vae.from_pretrained("lightning-vae/mnist-vae")``."""
 __all__ = [
     "VAE",
     "Bernoulli",
+    "DCIDisentanglement",
+    "DSpritesDataModule",
     "DiagonalGaussian",
+    "FactorVAEScore",
     "Gaussian",
     "ImagePanels",
     "LatentDiagnostics",
+    "MutualInformationGap",
     "Objective",
     "PushToHub",
     "ReuseFreedMemory",
+    "SAPScore",
     "StandardNormal",
     "VAEModel",
     "VAEOutput",
