@@ -145,7 +145,9 @@ def test_the_api_reference_shows_the_public_api_with_roles_as_links(site: Path):
 
     page = (site / "api" / "index.html").read_text()
     for name in lightning_vae.__all__:
-        assert f'id="lightning_vae.{name}"' in page, name
+        assert f'id="lightning_vae.{name}"' in page, (
+            f"{name} is in lightning_vae.__all__ but not in the API reference: add "
+            f"'::: lightning_vae.{name}' to docs/api.md")
     assert ":class:" not in page and ":func:" not in page and ":meth:" not in page
     assert 'href="#lightning_vae.VAEModel"><code>VAEModel</code></a>' in page
 
