@@ -1,5 +1,12 @@
 """lightning-vae: variational autoencoders on PyTorch Lightning."""
 
+from lightning_vae.data import DSpritesDataModule
+from lightning_vae.metrics import (
+    DCIDisentanglement,
+    FactorVAEScore,
+    MutualInformationGap,
+    SAPScore,
+)
 from lightning_vae.model import (
     Bernoulli,
     DiagonalGaussian,
@@ -11,7 +18,12 @@ from lightning_vae.model import (
     register_architecture,
     register_prior,
 )
-from lightning_vae.objectives import Objective, build_objective, register_objective
+from lightning_vae.objectives import (
+    Objective,
+    build_objective,
+    register_beta_schedule,
+    register_objective,
+)
 from lightning_vae.training import (
     VAE,
     ImagePanels,
@@ -31,13 +43,18 @@ repository id: ``lightning_vae.from_pretrained("lightning-vae/mnist-vae")``."""
 __all__ = [
     "VAE",
     "Bernoulli",
+    "DCIDisentanglement",
+    "DSpritesDataModule",
     "DiagonalGaussian",
+    "FactorVAEScore",
     "Gaussian",
     "ImagePanels",
     "LatentDiagnostics",
+    "MutualInformationGap",
     "Objective",
     "PushToHub",
     "ReuseFreedMemory",
+    "SAPScore",
     "StandardNormal",
     "VAEModel",
     "VAEOutput",
@@ -47,6 +64,7 @@ __all__ = [
     "from_pretrained",
     "push",
     "register_architecture",
+    "register_beta_schedule",
     "register_objective",
     "register_prior",
 ]

@@ -165,6 +165,18 @@ class VAEModel(nn.Module, ModelFolderMixin):
         kl = self.prior.kl(out.posterior, out.z)
         return out, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
+    def log_weights(self, x: Tensor, num_samples: int, generator: torch.Generator | None = None,
+                    posterior: DiagonalGaussian | None = None) -> Tensor:
+        """log p(x, zᵢ) − log q(zᵢ|x) for ``num_samples`` draws zᵢ ~ q(z|x) per example, shape
+        (num_samples, B), in nats: the importance weights of Burda et al. 2016, whose mean is the
+        ELBO and whose log-mean-exp is the importance-weighted bound. ``posterior`` is q(z|x) when
+        already computed."""
+        posterior = self.posterior(x) if posterior is None else posterior
+        z = posterior.samples(num_samples, generator)  # (k, B, D)
+        x_repeated = x.expand(num_samples, *x.shape).flatten(0, 1)
+        log_px_z = self.likelihood(z.flatten(0, 1)).log_prob(x_repeated).view(z.shape[:2])
+        return log_px_z + self.prior.log_prob(z) - posterior.log_prob(z)
+
     @torch.no_grad()
     def reconstruct(self, images: ImageInput) -> Tensor:
         """Decode the posterior mode of each image: the deterministic reconstruction, in [0, 1]

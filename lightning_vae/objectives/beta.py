@@ -10,11 +10,11 @@ from lightning_vae.objectives.base import (
     check_beta,
     check_option,
     check_steps,
-    register_objective,
+    register_beta_schedule,
 )
 
 
-@register_objective("constant")
+@register_beta_schedule("constant")
 class BetaELBO(Objective):
     """loss = recon + β·KL with a fixed β; the schedules below vary β with the step."""
 
@@ -27,11 +27,11 @@ class BetaELBO(Objective):
     def weights(self, step: int) -> dict[str, float]:
         return {"beta": self.beta(step)}
 
-    def loss(self, recon: Tensor, kl: Tensor, beta: Tensor | float) -> Tensor:
-        return recon + beta * kl
+    def loss(self, means: dict[str, Tensor], beta: Tensor | float) -> Tensor:
+        return means["recon"] + beta * means["kl"]
 
 
-@register_objective("linear")
+@register_beta_schedule("linear")
 class LinearWarmup(BetaELBO):
     """KL warm-up: β grows linearly from 0 to its final value over ``steps`` optimizer steps
     (Bowman et al. 2016; Sønderby et al. 2016)."""
@@ -45,7 +45,7 @@ class LinearWarmup(BetaELBO):
         return self.beta_max * min(1.0, step / self.steps)
 
 
-@register_objective("cyclical")
+@register_beta_schedule("cyclical")
 class CyclicalAnnealing(BetaELBO):
     """Cyclical annealing (Fu et al. 2019): training is cut into cycles of ``cycle_steps``; in each,
     β rises linearly from 0 to its final value over the first ``ratio`` of the cycle and is then

@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric, MeanSquaredError
 from lightning_vae.checks import check_bool, check_number, is_real
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
 from lightning_vae.model import DiagonalGaussian, VAEModel
-from lightning_vae.objectives import build_objective
+from lightning_vae.objectives import Objective, build_objective
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
 from lightning_vae.training.fast_path import (
     COMPILE_MODES,
@@ -64,6 +64,9 @@ class VAE(pl.LightningModule):
             ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
             ``{"name": "capacity", "capacity_max": 25, "steps": 100000}``
             (:mod:`lightning_vae.objectives`).
+        objective: what is optimised around the β schedule: "elbo" (the β-weighted negative
+            ELBO), or a registered objective's name or dict with its options
+            (:mod:`lightning_vae.objectives`).
         optimizer: "adam" or "adamw".
         lr: learning rate.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
@@ -105,6 +108,7 @@ class VAE(pl.LightningModule):
         preprocessing: dict[str, Any] | None = None,
         beta: float = 1.0,
         beta_schedule: str | dict[str, Any] = "constant",
+        objective: str | dict[str, Any] = "elbo",
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -138,7 +142,7 @@ class VAE(pl.LightningModule):
                               likelihood_options, prior, preprocessing)
         if channels_last:  # 4-d weights only; their layout decides the convolutions' output
             self.model.to(memory_format=torch.channels_last)
-        self.objective = build_objective(beta, beta_schedule)
+        self.objective = build_objective(beta, beta_schedule, objective)
         # nan_strategy="disable": a NaN term makes the mean NaN rather than being dropped with a
         # warning (which flatters a diverging model), and checking for NaNs at every update
         # would wait for the GPU.
@@ -231,15 +235,15 @@ class VAE(pl.LightningModule):
 
     def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
                    ) -> dict[str, Tensor]:
-        """Batch means of the ELBO terms, the optimised loss and the objective's weights behind
-        it (``weights``, else the objective's at this step), all tensors on the model's device
-        (so logging them never copies from the host)."""
-        recon, kl = terms["recon"].mean(), terms["kl"].mean()
+        """Batch means of the objective's terms, the optimised loss and the objective's weights
+        behind it (``weights``, else the objective's at this step), all tensors on the model's
+        device (so logging them never copies from the host)."""
+        means = {name: term.mean() for name, term in terms.items()}
         if weights is None:
-            weights = {name: device_scalar(value, recon.device)
+            device = means["elbo"].device
+            weights = {name: device_scalar(value, device)
                        for name, value in self.objective.weights(self._schedule_step()).items()}
-        loss = self.objective.loss(recon, kl, **weights)
-        return {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), **weights}
+        return {"loss": self.objective.loss(means, **weights), **means, **weights}
 
     def _schedule_step(self) -> int:
         """Where the objective's schedule stands: the trainer's step while fitting (also for
@@ -252,13 +256,14 @@ class VAE(pl.LightningModule):
         return getattr(self, "_weights_step", self.global_step)
 
     def _training_terms(self, x: Tensor) -> dict[str, Tensor]:
-        """The model's ELBO terms of a training batch, compiled when ``compile_mode`` is set."""
+        """The objective's terms of a training batch, compiled when ``compile_mode`` is set."""
         mode = self.hparams.compile_mode
         if mode is None:
-            return self.model.elbo(x, self._train_generator)
+            return objective_terms(self.objective, self.model, x, self._train_generator)
         if uses_cudagraphs(mode):  # last step's graph outputs are no longer read
             torch.compiler.cudagraph_mark_step_begin()
-        return compiled(VAEModel.elbo, mode)(self.model, x, self._train_generator)
+        return compiled(objective_terms, mode)(self.objective, self.model, x,
+                                               self._train_generator)
 
     def _graph_training_pass(self) -> GraphedTrainingPass:
         """The training pass to replay as a CUDA graph in this fit, after checking that the
@@ -337,14 +342,17 @@ class VAE(pl.LightningModule):
         """Log the epoch means of the ELBO terms and active units; return the images and their
         posterior for further metrics."""
         x = images_of(batch)
-        out, terms = self.model.elbo_terms(x, generator)
+        out, terms = self.objective.terms(self.model, x, generator)
         means = self._objective(terms)
         terms["loss"] = means["loss"].expand_as(terms["elbo"])
         for term, metric in self.eval_means[stage].items():
             metric.update(terms[term])
             self.log(f"{stage}/{term}", metric, prog_bar=term == "elbo")
+        extra_terms = {name for name in terms if name not in ELBO_TERMS}
+        self.log_dict({f"{stage}/{name}": means[name] for name in extra_terms},
+                      batch_size=len(x), sync_dist=True)
         self.log_dict({f"{stage}/{name}": value for name, value in means.items()
-                       if name not in ELBO_TERMS},
+                       if name not in ELBO_TERMS and name not in extra_terms},
                       reduce_fx="max", sync_dist=True)  # constants: no batch-size weighting
         self.active_units[stage].update(out.posterior.mean)
         self.log(f"{stage}/active_units", self.active_units[stage])
@@ -384,6 +392,12 @@ def upgrade_state_dict(state: dict[str, Tensor]) -> None:
     in place."""
     for key in [key for key in state if key.startswith(LEGACY_STATE_PREFIXES)]:
         state[f"model.{key}"] = state.pop(key)
+
+
+def objective_terms(objective: Objective, model: VAEModel, x: Tensor,
+                    generator: torch.Generator | None) -> dict[str, Tensor]:
+    """The per-example terms of a training batch: a plain function, so it compiles once."""
+    return objective.terms(model, x, generator)[1]
 
 
 def images_of(batch: Any) -> Tensor:

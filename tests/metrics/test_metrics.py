@@ -1,6 +1,5 @@
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -9,7 +8,7 @@ from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_vae import VAE, StandardNormal, register_architecture
+from lightning_vae import VAE, StandardNormal, VAEModel, register_architecture
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
 from lightning_vae.model.likelihoods import Gaussian
 from lightning_vae.model.posterior import DiagonalGaussian
@@ -35,6 +34,8 @@ class LinearGaussian:
     def prior(self) -> StandardNormal:
         """p(z) = N(0, I): with ``likelihood``, what the NLL metric reads of a model."""
         return StandardNormal(self.w.shape[1])
+
+    log_weights = VAEModel.log_weights  # the model's weights, from this likelihood and prior
 
 
 def linear_gaussian(n: int = 300, pixels: int = 6, latent_dim: int = 3,
@@ -62,8 +63,8 @@ def linear_gaussian(n: int = 300, pixels: int = 6, latent_dim: int = 3,
 
 
 def bound(model: LinearGaussian, k: int, chunk_size: int | None = 100, seed: int = 0) -> Tensor:
-    return importance_weighted_bound(model.x, model.posterior, model.likelihood, k, chunk_size,
-                                     torch.Generator().manual_seed(seed))
+    return importance_weighted_bound(model, model.x, k, chunk_size,
+                                     torch.Generator().manual_seed(seed), model.posterior)
 
 
 def test_bounds_rise_from_the_elbo_with_k_towards_the_exact_log_likelihood():
@@ -105,8 +106,8 @@ def test_the_nll_metric_is_the_negative_bound_averaged_over_all_batches():
         metric.update(model.x[rows], posterior, model)
     torch.manual_seed(5)
     expected = torch.cat([
-        -importance_weighted_bound(model.x[rows], DiagonalGaussian(
-            model.posterior.mean[rows], model.posterior.logvar[rows]), model.likelihood, 20)
+        -importance_weighted_bound(model, model.x[rows], 20, posterior=DiagonalGaussian(
+            model.posterior.mean[rows], model.posterior.logvar[rows]))
         for rows in (slice(0, 12), slice(12, 30))])
     assert metric.compute().item() == pytest.approx(expected.mean().item(), rel=1e-5)
 
@@ -125,9 +126,14 @@ def test_the_nll_metric_draws_from_the_generator_given_under_the_models_prior():
         def log_prob(self, z: Tensor) -> Tensor:
             return super().log_prob(z) + 1.0
 
+    class RaisedPriorModel(LinearGaussian):
+        @property
+        def prior(self) -> StandardNormal:
+            return RaisedPrior(3)
+
     raised = ImportanceWeightedNLL(num_samples=20, chunk_size=6)
-    raised.update(model.x, model.posterior, SimpleNamespace(
-        likelihood=model.likelihood, prior=RaisedPrior(3)), torch.Generator().manual_seed(5))
+    raised.update(model.x, model.posterior, RaisedPriorModel(**vars(model)),
+                  torch.Generator().manual_seed(5))
     assert raised.compute().item() == pytest.approx(expected.item() - 1.0, rel=1e-5)
 
 
