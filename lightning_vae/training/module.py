@@ -53,11 +53,12 @@ class VAE(pl.LightningModule):
     Losses are in nats per example: summed over pixels and latent dimensions, averaged over
     the batch.
 
+    ``arch``, ``image_shape``, ``latent_dim``, ``arch_options``, ``likelihood``,
+    ``likelihood_options``, ``prior`` and ``preprocessing`` are the model's (see
+    :class:`~lightning_vae.model.VAEModel`); ``lightning-vae fit`` takes ``image_shape`` and
+    ``preprocessing`` from the datamodule.
+
     Args:
-        arch, image_shape, latent_dim, arch_options, likelihood, likelihood_options, prior,
-            preprocessing: the model's (see :class:`~lightning_vae.model.VAEModel`);
-            ``lightning-vae fit`` takes ``image_shape`` and ``preprocessing`` from the
-            datamodule.
         beta: weight of the KL term (γ for the capacity objective).
         beta_schedule: "constant" or a dict such as ``{"name": "linear", "steps": 5000}``,
             ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
