@@ -14,8 +14,9 @@ give the top layer's q(z_L | x) (the only posterior of x alone); ``decode(z)`` d
 latent with the layers below at their prior means; ``reconstruct`` takes the posterior mean at
 every layer; ``sample`` draws every layer from its prior.
 
-A configuration for 28×28 MNIST (dynamically binarized, Bernoulli likelihood), about 1.2 M
-parameters, meant to reach a good likelihood in about ten GPU-minutes::
+A configuration for 28×28 MNIST (dynamically binarized, Bernoulli likelihood), 2.8 M
+parameters, meant to reach a good likelihood in about ten GPU-minutes (a training step at batch
+128 takes about 2 s on 2 CPU cores, with ``channels_last``)::
 
     arch: ladder
     latent_dim: 32
@@ -87,12 +88,13 @@ class HierarchicalVAE(VAEModel):
     def _noise(self, batch: int, k: int, like: Tensor, generator: torch.Generator | None
                ) -> list[Tensor]:
         """Standard-normal noise for k draws of every layer, (k·batch, D_l) each, top first,
-        drawn one draw (all layers, then the next draw) at a time: k draws taken in chunks are
-        the same draws as k taken at once."""
-        draws = [[torch.randn(batch, size, dtype=like.dtype, device=like.device,
-                              generator=generator) for size in self.latent_sizes]
-                 for _ in range(k)]
-        return [torch.cat(layer) for layer in zip(*draws, strict=True)]
+        drawn one draw (all layers at once, then the next draw) at a time: k draws taken in
+        chunks are the same draws as k taken at once. One ``randn`` per draw, so a compiled
+        training pass breaks its graph once, not once a layer."""
+        draws = torch.cat([torch.randn(batch, sum(self.latent_sizes), dtype=like.dtype,
+                                       device=like.device, generator=generator)
+                           for _ in range(k)])
+        return list(draws.split(self.latent_sizes, dim=1))
 
     def _infer(self, x: Tensor, k: int, generator: torch.Generator | None,
                draw: bool = True) -> HierarchicalOutput:
