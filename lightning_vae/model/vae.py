@@ -5,6 +5,7 @@ compile or evaluation setting), so they are what a saved model's config.json hol
 (:mod:`lightning_vae.hub.format`). Training lives in :mod:`lightning_vae.training`.
 """
 
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,6 +237,12 @@ class VAEModel(nn.Module, ModelFolderMixin):
         """``n`` images decoded from prior draws z ~ p(z), shape (n, *image_shape)."""
         z = self.prior.sample(n, device=self.device, dtype=self.dtype, generator=generator)
         return self.decode(z)
+
+
+# inspect.signature(VAEModel) would show __new__'s (*args, **kwargs): show the constructor's.
+_INIT = inspect.signature(VAEModel.__init__)
+VAEModel.__signature__ = _INIT.replace(parameters=list(_INIT.parameters.values())[1:],
+                                       return_annotation=inspect.Signature.empty)
 
 
 def json_config(**arguments: Any) -> dict[str, Any]:
