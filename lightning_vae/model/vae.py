@@ -5,7 +5,9 @@ compile or evaluation setting), so they are what a saved model's config.json hol
 (:mod:`lightning_vae.hub.format`). Training lives in :mod:`lightning_vae.training`.
 """
 
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +38,25 @@ class VAEOutput:
     z: Tensor
     likelihood: Any
 
+    @property
+    def layer_posteriors(self) -> list[DiagonalGaussian]:
+        """q of each stochastic layer, top first: the one posterior of this single-layer VAE."""
+        return [self.posterior]
+
+
+MODEL_CLASSES: dict[str, type["VAEModel"]] = {}
+"""Architecture name → the VAEModel subclass that ``VAEModel(arch=name)`` builds (architectures
+not named here build VAEModel itself)."""
+
+
+def register_model_class(arch: str) -> Callable[[type["VAEModel"]], type["VAEModel"]]:
+    """Class decorator: ``VAEModel(arch=arch, ...)`` (and so ``VAE`` and ``from_pretrained``)
+    builds this subclass, for an architecture whose nets it drives in its own way."""
+    def register(cls: type["VAEModel"]) -> type["VAEModel"]:
+        MODEL_CLASSES[arch] = cls
+        return cls
+    return register
+
 
 class VAEModel(nn.Module, ModelFolderMixin):
     """A variational autoencoder (Kingma & Welling 2014): ``encode``, ``decode``, ``sample``,
@@ -46,7 +67,8 @@ class VAEModel(nn.Module, ModelFolderMixin):
     from the ``generator`` passed (the device's default generator when None).
 
     Args:
-        arch: a registered architecture name ("mlp", "conv", or one you registered).
+        arch: a registered architecture name ("mlp", "conv", "ladder" (hierarchical:
+            :mod:`lightning_vae.model.hierarchical`), or one you registered).
         image_shape: (channels, height, width) of the input images, pixel values in [0, 1].
         latent_dim: number of latent dimensions.
         arch_options: keyword options of the architecture (widths, activation, ...).
@@ -57,7 +79,17 @@ class VAEModel(nn.Module, ModelFolderMixin):
             datamodule's ``preprocessing`` property (``binarize``, ``crop_size``,
             ``input_size``; see :mod:`lightning_vae.model.preprocess`). :meth:`preprocess`
             applies it to new images; None means whole images, grey levels.
+
+    ``VAEModel(arch=...)`` builds the subclass registered for the architecture, if any
+    (:func:`register_model_class`: "ladder" builds
+    :class:`~lightning_vae.model.hierarchical.HierarchicalVAE`).
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "VAEModel":
+        arch = kwargs.get("arch", args[0] if args else None)
+        if cls is VAEModel and isinstance(arch, str) and arch in MODEL_CLASSES:
+            cls = MODEL_CLASSES[arch]
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(
         self,
@@ -83,6 +115,12 @@ class VAEModel(nn.Module, ModelFolderMixin):
             if value is not None and not isinstance(value, dict):
                 raise TypeError(f"{name}={value!r}: expected a dict of options or null, got a "
                                 f"{type(value).__name__}")
+        builder = MODEL_CLASSES.get(arch, VAEModel) if isinstance(arch, str) else VAEModel
+        owner = next((c for c in type(self).__mro__ if c in MODEL_CLASSES.values()), VAEModel)
+        if owner is not builder:
+            raise ValueError(f"{type(self).__name__} cannot build arch={arch!r}, which "
+                             f"{builder.__name__} builds; construct VAEModel(arch={arch!r}, "
+                             "...), which picks the class")
         self.config = json_config(
             arch=arch, image_shape=image_shape, latent_dim=latent_dim, arch_options=arch_options,
             likelihood=likelihood, likelihood_options=likelihood_options, prior=prior,
@@ -105,6 +143,11 @@ class VAEModel(nn.Module, ModelFolderMixin):
                 f"(registered: {available_architectures()}); import the module that registers "
                 "it (lightning_vae.register_architecture) before loading"
             )
+
+    @property
+    def latent_sizes(self) -> list[int]:
+        """Dimensions of each stochastic layer, top first (``[latent_dim]`` here)."""
+        return [self.latent_dim]
 
     @property
     def device(self) -> torch.device:
@@ -177,18 +220,29 @@ class VAEModel(nn.Module, ModelFolderMixin):
         log_px_z = self.likelihood(z.flatten(0, 1)).log_prob(x_repeated).view(z.shape[:2])
         return log_px_z + self.prior.log_prob(z) - posterior.log_prob(z)
 
+    def reconstruction(self, x: Tensor, posterior: DiagonalGaussian | None = None) -> Tensor:
+        """The decoded posterior mode of a prepared batch, in [0, 1] (``posterior``: q(z|x)
+        when already computed)."""
+        return self.decode((self.posterior(x) if posterior is None else posterior).mode())
+
     @torch.no_grad()
     def reconstruct(self, images: ImageInput) -> Tensor:
         """Decode the posterior mode of each image: the deterministic reconstruction, in [0, 1]
         (images of any kind :meth:`preprocess` takes; :meth:`postprocess` makes it displayable).
         """
-        return self.decode(self.encode(images).mode())
+        return self.reconstruction(self.preprocess(images))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` images decoded from prior draws z ~ p(z), shape (n, *image_shape)."""
         z = self.prior.sample(n, device=self.device, dtype=self.dtype, generator=generator)
         return self.decode(z)
+
+
+# inspect.signature(VAEModel) would show __new__'s (*args, **kwargs): show the constructor's.
+_INIT = inspect.signature(VAEModel.__init__)
+VAEModel.__signature__ = _INIT.replace(parameters=list(_INIT.parameters.values())[1:],
+                                       return_annotation=inspect.Signature.empty)
 
 
 def json_config(**arguments: Any) -> dict[str, Any]:

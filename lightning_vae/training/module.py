@@ -150,8 +150,13 @@ class VAE(pl.LightningModule):
             stage: nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in ELBO_TERMS})
             for stage in ("val", "test")
         })
+        # Active units of all stochastic layers together, and of each when there are several
+        sizes = self.model.latent_sizes
         self.active_units = nn.ModuleDict({
-            stage: ActiveUnits(latent_dim) for stage in ("val", "test")})
+            stage: ActiveUnits(sum(sizes)) for stage in ("val", "test")})
+        self.layer_active_units = nn.ModuleDict({
+            stage: nn.ModuleList(ActiveUnits(size) for size in (sizes if len(sizes) > 1 else []))
+            for stage in ("val", "test")})
         self.test_kl_per_dim = KLPerDimension(latent_dim)
         self.test_mse = MeanSquaredError()
         self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
@@ -354,21 +359,25 @@ class VAE(pl.LightningModule):
         self.log_dict({f"{stage}/{name}": value for name, value in means.items()
                        if name not in ELBO_TERMS and name not in extra_terms},
                       reduce_fx="max", sync_dist=True)  # constants: no batch-size weighting
-        self.active_units[stage].update(out.posterior.mean)
+        layer_means = [posterior.mean for posterior in out.layer_posteriors]
+        self.active_units[stage].update(torch.cat(layer_means, dim=1))
         self.log(f"{stage}/active_units", self.active_units[stage])
+        for layer, metric in enumerate(self.layer_active_units[stage]):
+            metric.update(layer_means[layer])
+            self.log(f"{stage}/active_units/{layer}", metric)
         return x, out.posterior
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, "val", self._generator("val", dataloader_idx, batch_idx))
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """The ELBO terms and active units, then KL per dimension, pixel MSE of the
-        reconstruction from the posterior mode and the importance-weighted NLL
-        (see :mod:`lightning_vae.metrics`)."""
+        """The ELBO terms and active units, then KL per dimension (of the top layer, for a
+        hierarchical model), pixel MSE of the reconstruction from the posterior mode and the
+        importance-weighted NLL (see :mod:`lightning_vae.metrics`)."""
         generator = self._generator("test", dataloader_idx, batch_idx)
         x, posterior = self._evaluation_step(batch, "test", generator)
         self.test_kl_per_dim.update(posterior.kl_per_dim())
-        self.test_mse.update(self.model.decode(posterior.mode()), x)
+        self.test_mse.update(self.model.reconstruction(x, posterior), x)
         self.log("test/mse", self.test_mse)
         if self.test_nll_iw is not None:
             self.test_nll_iw.update(x, posterior, self.model, generator)
