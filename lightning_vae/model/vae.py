@@ -74,7 +74,8 @@ class VAEModel(nn.Module, ModelFolderMixin):
         arch_options: keyword options of the architecture (widths, activation, ...).
         likelihood: "bernoulli" (binary or [0, 1] images, from logits) or "gaussian".
         likelihood_options: e.g. ``{"sigma": 0.1, "learn_sigma": True}`` for "gaussian".
-        prior: a registered prior name ("standard_normal", N(0, I)).
+        prior: a registered prior name ("standard_normal", N(0, I)), or a dict of the name and
+            its options, e.g. ``{"name": "vamp", "components": 500}`` (the VampPrior).
         preprocessing: how the training images were prepared beyond ``image_shape``: the
             datamodule's ``preprocessing`` property (``binarize``, ``crop_size``,
             ``input_size``; see :mod:`lightning_vae.model.preprocess`). :meth:`preprocess`
@@ -99,7 +100,7 @@ class VAEModel(nn.Module, ModelFolderMixin):
         arch_options: dict[str, Any] | None = None,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         likelihood_options: dict[str, Any] | None = None,
-        prior: str = "standard_normal",
+        prior: str | dict[str, Any] = "standard_normal",
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -132,7 +133,7 @@ class VAEModel(nn.Module, ModelFolderMixin):
             arch, image_shape, latent_dim, out_channels=image_shape[0], options=arch_options)
         self.likelihood_head = build_likelihood(
             likelihood, image_shape[0], **(likelihood_options or {}))
-        self.prior = build_prior(prior, latent_dim)
+        self.prior = build_prior(prior, latent_dim, self.posterior, image_shape)
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: Path) -> None:
@@ -209,16 +210,34 @@ class VAEModel(nn.Module, ModelFolderMixin):
         return out, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
     def log_weights(self, x: Tensor, num_samples: int, generator: torch.Generator | None = None,
-                    posterior: DiagonalGaussian | None = None) -> Tensor:
+                    posterior: DiagonalGaussian | None = None,
+                    stop_posterior_gradient: bool = False) -> Tensor:
         """log p(x, zᵢ) − log q(zᵢ|x) for ``num_samples`` draws zᵢ ~ q(z|x) per example, shape
         (num_samples, B), in nats: the importance weights of Burda et al. 2016, whose mean is the
         ELBO and whose log-mean-exp is the importance-weighted bound. ``posterior`` is q(z|x) when
-        already computed."""
+        already computed; ``stop_posterior_gradient`` evaluates log q with its parameters detached
+        (the draws keep their reparameterised gradient), as the DReG estimator needs."""
+        terms = self.log_weight_terms(x, num_samples, generator, posterior,
+                                      stop_posterior_gradient)[1]
+        return -(terms["recon"] + terms["kl"])
+
+    def log_weight_terms(self, x: Tensor, num_samples: int,
+                         generator: torch.Generator | None = None,
+                         posterior: DiagonalGaussian | None = None,
+                         stop_posterior_gradient: bool = False
+                         ) -> tuple[VAEOutput, dict[str, Tensor]]:
+        """The two parts of :meth:`log_weights` and the pass behind them: ``recon``
+        (−log p(x|zᵢ)) and ``kl`` (log q(zᵢ|x) − log p(zᵢ), the one-draw KL estimate), shape
+        (num_samples, B) each, in nats; the pass's ``z`` are the draws (num_samples, B, D), drawn
+        one (B, D) at a time, so k draws taken in chunks are the same as k taken at once."""
         posterior = self.posterior(x) if posterior is None else posterior
         z = posterior.samples(num_samples, generator)  # (k, B, D)
         x_repeated = x.expand(num_samples, *x.shape).flatten(0, 1)
-        log_px_z = self.likelihood(z.flatten(0, 1)).log_prob(x_repeated).view(z.shape[:2])
-        return log_px_z + self.prior.log_prob(z) - posterior.log_prob(z)
+        likelihood = self.likelihood(z.flatten(0, 1))
+        recon = -likelihood.log_prob(x_repeated).view(z.shape[:2])
+        density = posterior.detached() if stop_posterior_gradient else posterior
+        kl = density.log_prob(z) - self.prior.log_prob(z)
+        return VAEOutput(posterior, z, likelihood), {"recon": recon, "kl": kl}
 
     def reconstruction(self, x: Tensor, posterior: DiagonalGaussian | None = None) -> Tensor:
         """The decoded posterior mode of a prepared batch, in [0, 1] (``posterior``: q(z|x)

@@ -32,6 +32,7 @@ from lightning_vae.training.fast_path import (
 )
 from lightning_vae.training.noise import NoiseSource
 from lightning_vae.training.optimizers import build_optimizer, check_optimizer
+from lightning_vae.training.schedules import build_lr_schedule, check_lr_schedule
 from lightning_vae.training.step_logging import (
     device_scalar,
     per_step_progress_bar,
@@ -70,6 +71,9 @@ class VAE(pl.LightningModule):
         optimizer: "adam" or "adamw".
         lr: learning rate.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
+        lr_schedule: null (a constant learning rate) or ``{"name": "cosine", "warmup_steps":
+            N}`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at the end of
+            training; :mod:`lightning_vae.training.schedules`), stepped every optimizer step.
         fused_optimizer: use the single-kernel (fused) Adam/AdamW where torch has one for the
             parameters' device (CUDA; the CPU from torch 2.4), else torch's default.
         iw_samples: k of the importance-weighted bound logged as ``test/nll_iw`` (0 turns it
@@ -104,7 +108,7 @@ class VAE(pl.LightningModule):
         arch_options: dict[str, Any] | None = None,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         likelihood_options: dict[str, Any] | None = None,
-        prior: str = "standard_normal",
+        prior: str | dict[str, Any] = "standard_normal",
         preprocessing: dict[str, Any] | None = None,
         beta: float = 1.0,
         beta_schedule: str | dict[str, Any] = "constant",
@@ -112,6 +116,7 @@ class VAE(pl.LightningModule):
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: str | dict[str, Any] | None = None,
         fused_optimizer: bool = True,
         iw_samples: int = 5000,
         iw_chunk_size: int = 100,
@@ -132,6 +137,7 @@ class VAE(pl.LightningModule):
         if not is_real(weight_decay) or weight_decay < 0:
             raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
         check_compile_mode(compile_mode)
+        check_lr_schedule(lr_schedule)
         if cuda_graph and uses_cudagraphs(compile_mode):
             modes = [mode for mode in COMPILE_MODES if not uses_cudagraphs(mode)]
             raise ValueError(
@@ -390,10 +396,16 @@ class VAE(pl.LightningModule):
         self.test_kl_per_dim.reset()
         self.log_dict({f"test/kl_dim/{i}": kl for i, kl in enumerate(kl_per_dim)}, sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
-                               self.hparams.weight_decay,
-                               fused=self.hparams.fused_optimizer)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
+                                    self.hparams.weight_decay,
+                                    fused=self.hparams.fused_optimizer)
+        if self.hparams.get("lr_schedule") is None:
+            return optimizer
+        scheduler = build_lr_schedule(self.hparams.lr_schedule, optimizer,
+                                      self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def upgrade_state_dict(state: dict[str, Tensor]) -> None:
