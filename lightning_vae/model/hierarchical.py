@@ -59,11 +59,6 @@ def gaussian_kl_per_dim(q: DiagonalGaussian, p: DiagonalGaussian) -> Tensor:
                   + (q.mean - p.mean).pow(2) * torch.exp(-p.logvar) - 1.0)
 
 
-def detached(gaussian: DiagonalGaussian) -> DiagonalGaussian:
-    """The same distribution with no gradient to its parameters."""
-    return DiagonalGaussian(gaussian.mean.detach(), gaussian.logvar.detach())
-
-
 @register_model_class("ladder")
 class HierarchicalVAE(VAEModel):
     """A VAE with a hierarchy of stochastic layers (module docstring); same constructor,
@@ -133,31 +128,36 @@ class HierarchicalVAE(VAEModel):
         layers = {f"kl/{i}": layer for i, layer in enumerate(kls)}
         return out, {"recon": recon, "kl": kl, "elbo": -(recon + kl), **layers}
 
-    def log_weights(self, x: Tensor, num_samples: int, generator: torch.Generator | None = None,
-                    posterior: DiagonalGaussian | None = None,
-                    stop_posterior_gradient: bool = False) -> Tensor:
-        """log p(x|z) + log p(z_L) + Σ log p(z_l|z_>l) − Σ log q(z_l|·) for ``num_samples``
-        draws of the whole hierarchy per example, shape (num_samples, B), in nats. The noise is
+    def log_weight_terms(self, x: Tensor, num_samples: int,
+                         generator: torch.Generator | None = None,
+                         posterior: DiagonalGaussian | None = None,
+                         stop_posterior_gradient: bool = False
+                         ) -> tuple[HierarchicalOutput, dict[str, Tensor]]:
+        """For ``num_samples`` draws of the whole hierarchy per example, shape (num_samples, B)
+        each, in nats: ``recon`` (−log p(x|z)) and ``kl`` (Σ log q(z_l|·) − log p(z_L) −
+        Σ log p(z_l|z_>l), the one-draw KL estimate), so that :meth:`log_weights` is
+        −(recon + kl); the pass is over the batch of num_samples·B, draw-major. The noise is
         drawn as :meth:`_noise` says, so chunking k leaves the draws unchanged. ``posterior``
         is ignored: the layers below the top depend on the draws above, so the bottom-up pass
         is run here. ``stop_posterior_gradient`` evaluates log q with its parameters detached
-        (the draws keep their reparameterised gradient): the DReG / sticking-the-landing
-        estimators."""
+        (the draws keep their reparameterised gradient)."""
         out = self._infer(x, num_samples, generator)
         x_repeated = x.expand(num_samples, *x.shape).flatten(0, 1)
         posteriors = out.layer_posteriors
         if stop_posterior_gradient:
-            posteriors = [detached(q) for q in posteriors]
+            posteriors = [q.detached() for q in posteriors]
         latents = [out.z, *out.latents]
         log_p = self.prior.log_prob(out.z) + sum(
             p.log_prob(z) for p, z in zip(out.priors, out.latents, strict=True))
         log_q = sum(q.log_prob(z) for q, z in zip(posteriors, latents, strict=True))
-        log_weight = out.likelihood.log_prob(x_repeated) + log_p - log_q
-        return log_weight.view(num_samples, x.shape[0])
+        shape = (num_samples, x.shape[0])
+        return out, {"recon": -out.likelihood.log_prob(x_repeated).view(shape),
+                     "kl": (log_q - log_p).view(shape)}
 
     def reconstruction(self, x: Tensor, posterior: DiagonalGaussian | None = None) -> Tensor:
         """The decoded posterior means of every layer (each layer's q given the means above),
-        in [0, 1], for a prepared batch (``posterior`` is ignored, as in :meth:`log_weights`)."""
+        in [0, 1], for a prepared batch (``posterior`` is ignored, as in
+        :meth:`log_weight_terms`)."""
         return self._infer(x, 1, None, draw=False).likelihood.mean
 
     @torch.no_grad()

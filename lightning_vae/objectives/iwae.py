@@ -63,6 +63,10 @@ class IWAE(Objective):
             return out, {**terms, "bound": terms["elbo"]}
         out, parts = model.log_weight_terms(x, self.samples, generator,
                                             stop_posterior_gradient=self.dreg)
+        if self.dreg and len(out.layer_posteriors) > 1:
+            raise ValueError(f"objective 'iwae' with dreg true covers models with one stochastic "
+                             f"layer (its gradient hook sits on the top draws); this one has "
+                             f"{len(out.layer_posteriors)}: set dreg false")
         log_w = -(parts["recon"] + parts["kl"])  # (k, B)
         if self.dreg:
             bound = dreg_bound(log_w, out.z)

@@ -11,7 +11,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_vae import VAE, HierarchicalVAE, VAEModel, from_pretrained
+from lightning_vae import VAE, HierarchicalVAE, VAEModel, build_objective, from_pretrained
 from lightning_vae.model.hierarchical import gaussian_kl_per_dim
 from lightning_vae.model.posterior import DiagonalGaussian
 from lightning_vae.objectives import importance_weighted_bound
@@ -160,6 +160,22 @@ def test_stop_posterior_gradient_keeps_the_weights_and_changes_the_encoder_gradi
     torch.testing.assert_close(values[0], values[1])
     assert not torch.allclose(gradients[0], gradients[1])
     assert gradients[1].abs().sum() > 0  # the draws still carry the reparameterised gradient
+
+
+def test_the_iwae_objective_trains_on_the_bound_over_the_whole_hierarchy():
+    model, x = tiny_ladder(), binary_images(3)
+    iwae = build_objective(1.0, "constant", {"name": "iwae", "samples": 6})
+    with torch.no_grad():
+        terms = iwae.terms(model, x, gen(5))[1]
+        bound = importance_weighted_bound(model, x, 6, 4, gen(5))
+        log_weights = model.log_weights(x, 6, gen(5))
+    torch.testing.assert_close(terms["bound"], bound)
+    torch.testing.assert_close(terms["elbo"], log_weights.mean(0))
+    torch.testing.assert_close(terms["elbo"], -(terms["recon"] + terms["kl"]))
+    dreg = build_objective(1.0, "constant", {"name": "iwae", "samples": 6, "dreg": True})
+    with pytest.raises(ValueError, match=r"dreg true covers models with one stochastic layer .*; "
+                                          r"this one has 3: set dreg false"):
+        dreg.terms(model, x, gen(5))
 
 
 def test_the_gaussian_likelihood_gives_finite_terms_and_bound():
