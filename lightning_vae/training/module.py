@@ -92,10 +92,12 @@ class VAE(pl.LightningModule):
             ``"max-autotune-no-cudagraphs"``; None runs eagerly. Compiling takes tens of
             seconds and is slower than eager on CPUs; evaluation always runs eagerly.
         cuda_graph: on a CUDA device, capture the training pass (forward, ELBO terms and
-            backward) in one CUDA graph after three eager steps and replay it at every step
-            (:mod:`lightning_vae.training.cuda_graph`); the optimizer steps outside it. Needs
-            one GPU, static shapes (``drop_last: true``; other batches run eagerly) and no
-            gradient clipping, accumulation, fp16 scaler nor learning-rate scheduler. Combines
+            backward) and the optimizer's step (capturable Adam/AdamW) in one CUDA graph after
+            three eager steps and replay it at every step
+            (:mod:`lightning_vae.training.cuda_graph`). Needs one GPU, static shapes
+            (``drop_last: true``; other batches run eagerly) and no gradient clipping,
+            accumulation, fp16 scaler nor learning-rate scheduler; ``on_before_optimizer_step``
+            hooks are not called. Combines
             with a ``compile_mode`` without CUDA graphs of its own. Elsewhere training runs
             eagerly.
     """
@@ -303,12 +305,15 @@ class VAE(pl.LightningModule):
         return GraphedTrainingPass(self._training_pass, self.parameters())
 
     def on_train_start(self) -> None:
-        if self._graphed_pass is not None and self.trainer.lr_scheduler_configs:
+        if self._graphed_pass is None:
+            return
+        if self.trainer.lr_scheduler_configs:
             raise ValueError(
                 "model.cuda_graph=True steps the optimizer itself, and Lightning then leaves "
                 "learning-rate schedulers unstepped: remove the lr_scheduler, or set cuda_graph "
                 "false"
             )
+        self._graphed_pass.optimizer = self.trainer.optimizers[0]  # built after setup
 
     def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
         """What the CUDA graph captures: the terms and loss of a batch, with the objective's
@@ -316,13 +321,15 @@ class VAE(pl.LightningModule):
         return self._objective(self._training_terms(x), self._graph_weights)
 
     def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
-        """One optimizer step whose closure replays the training pass (forward and backward).
-        Stepping through Lightning's optimizer wrapper keeps ``global_step``, the optimizer
-        hooks and precision handling as in automatic optimization."""
+        """One training step replayed whole (forward, backward, optimizer step), counted as
+        one optimizer step by Lightning's optimizer wrapper, so ``global_step`` and the
+        checkpoints' step counts are those of automatic optimization."""
         for name, value in self.objective.weights(self._schedule_step()).items():
             self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
-        means = {}
-        self.optimizers().step(closure=lambda: means.update(self._graphed_pass(x)))
+        optimizer = self.optimizers()
+        optimizer._on_before_step()
+        means = self._graphed_pass(x)
+        optimizer._on_after_step()
         return means
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -399,7 +406,8 @@ class VAE(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
                                     self.hparams.weight_decay,
-                                    fused=self.hparams.fused_optimizer)
+                                    fused=self.hparams.fused_optimizer,
+                                    capturable=self.hparams.cuda_graph)
         if self.hparams.get("lr_schedule") is None:
             return optimizer
         scheduler = build_lr_schedule(self.hparams.lr_schedule, optimizer,
