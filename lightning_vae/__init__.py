@@ -26,6 +26,7 @@ from lightning_vae.objectives import (
     register_objective,
 )
 from lightning_vae.training import (
+    EMA,
     VAE,
     ImagePanels,
     LatentDiagnostics,
@@ -42,6 +43,7 @@ from_pretrained = VAEModel.from_pretrained
 repository id: ``lightning_vae.from_pretrained("lightning-vae/mnist-vae")``."""
 
 __all__ = [
+    "EMA",
     "VAE",
     "Bernoulli",
     "DCIDisentanglement",

@@ -2,9 +2,10 @@
 logging; its callbacks, checkpoints and export, and the speed path."""
 
 from lightning_vae.training.callbacks import ImagePanels, LatentDiagnostics
+from lightning_vae.training.ema import EMA
 from lightning_vae.training.export import PushToHub, export_checkpoint, push
 from lightning_vae.training.host_memory import ReuseFreedMemory
 from lightning_vae.training.module import VAE
 
-__all__ = ["VAE", "ImagePanels", "LatentDiagnostics", "PushToHub", "ReuseFreedMemory",
+__all__ = ["EMA", "VAE", "ImagePanels", "LatentDiagnostics", "PushToHub", "ReuseFreedMemory",
            "export_checkpoint", "push"]
