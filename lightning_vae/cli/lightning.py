@@ -1,18 +1,26 @@
-"""LightningCLI's fit/validate/test/predict for :class:`~lightning_vae.VAE` and any
-LightningDataModule, with what the package adds: ``--ckpt_path last`` of this recipe's earlier
-runs, ``--wandb``, and a checked ``--ckpt_path`` file."""
+"""LightningCLI's fit/validate/test for :class:`~lightning_vae.VAE` and any LightningDataModule,
+with what the package adds: ``--ckpt_path last`` of this recipe's earlier runs, ``--wandb``, a
+checked ``--ckpt_path`` file, one-line errors that suggest the option meant (no abbreviations:
+``--trainer.max_epoch`` is refused, not read as ``max_epochs``), the run's config.yaml in its own
+folder, no empty run folder left by a failed run, and none of Lightning's advertising."""
 
+import difflib
+import importlib
+import inspect
 import json
+import logging
+import re
+import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.callbacks import Callback, ProgressBar, TQDMProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_warn
 
-from lightning_vae.cli.verbs import verbs_help
+from lightning_vae.training.callbacks import run_folder
 from lightning_vae.training.checkpoints import check_checkpoint_file
 from lightning_vae.training.last_checkpoint import (
     LastCheckpoint,
@@ -30,14 +38,141 @@ recipes folder at hand. Later ``--trainer.logger.*`` arguments change it."""
 
 
 SUBCOMMAND_NOTES = (
+    "A datamodule's options: --data.help CLASS (e.g. --data.help "
+    "lightning_vae.data.MNISTDataModule); set them as --data.NAME VALUE. "
     "lightning-vae adds: --config recipes/NAME takes a recipe installed with the package when "
     "there is no such file here (`lightning-vae recipes` lists them); --ckpt_path last is the "
     "newest last.ckpt of this recipe's earlier runs; --wandb logs to Weights & Biases as "
     "recipes/logging/wandb.yaml does. Bad input ends in one message; LIGHTNING_VAE_TRACEBACK=1 "
     "shows the traceback."
 )
-"""The end of ``lightning-vae fit --help`` (and validate, test, predict): what the package adds
-to LightningCLI's options."""
+"""The end of ``lightning-vae fit --help`` (and validate, test): where the datamodule's options
+are, and what the package adds to LightningCLI's options."""
+
+SUBCOMMAND_HELP = {
+    "fit": "Train a VAE from a recipe (--config recipes/mnist_vae.yaml).",
+    "validate": "Evaluate a checkpoint (--ckpt_path) on the validation split.",
+    "test": "Evaluate a checkpoint (--ckpt_path) on the test split, with the IW bound.",
+}
+"""Lightning's subcommands the package offers, each with its line in ``lightning-vae --help``.
+``predict`` is the package's own verb (:mod:`lightning_vae.cli.predict`): Lightning's needs a
+``predict_dataloader`` that no datamodule here has, and writes nothing."""
+
+LIGHTNING_NOISE = ("💡 Tip:",)
+"""Beginnings of Lightning's info lines that advertise its services: dropped."""
+WARNING_NOISE = (r".*isinstance\(treespec, LeafSpec\)` is deprecated",)
+"""Warnings Lightning's own code triggers in every run, which the user can do nothing about."""
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(LIGHTNING_NOISE)
+
+
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+    if not any(isinstance(f, _DropNoise) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_DropNoise())
+
+
+class VAEArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser without abbreviated options, whose errors are the message alone
+    (no usage of 60 lines above it), with the closest option suggested for an unknown one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        raise SystemExit(f"{prog}: error: {condensed(message)}{suggestion(parser, message)}; "
+                         f"`{prog} --help` lists the options")
+
+
+def condensed(message: str) -> str:
+    """jsonargparse's report on a class's arguments (a dozen lines: every type it tried) as the
+    line that says what was wrong: ``--data: lightning_vae.data.MNISTDataModule: Option
+    'data_dirr' is not accepted``."""
+    key = re.match(r'Parser key "([^"]+)":', message)
+    problem = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(.+)", message)
+    if not (key and problem):
+        return message.strip()
+    return f"--{key.group(1)}: {problem.group(1)}: {problem.group(2).strip()}"
+
+
+def option_names(parser: LightningArgumentParser) -> list[str]:
+    """Every ``--option`` of ``parser``, nested ones (``--model.latent_dim``) included."""
+    return [name for action in parser._actions for name in action.option_strings
+            if name.startswith("--")]
+
+
+def suggestion(parser: LightningArgumentParser, message: str) -> str:
+    """``"; did you mean --model.latent_dim?"`` for the unrecognized options of ``message``, or
+    the option a class (``--data``'s datamodule) did not accept, when one of the options it
+    knows is close (empty when none is)."""
+    given, known = [], option_names(parser)
+    if match := re.match(r"unrecognized arguments: (.*)", message.strip()):
+        given = [arg.split("=", 1)[0] for arg in match.group(1).split() if arg.startswith("--")]
+    elif match := re.search(r'Parser key "([^"]+)":[\s\S]*?class_path \'([^\']+)\':\s*\n'
+                            r"\s*Option '([^']+)' is not accepted", message):
+        key, class_path, option = match.groups()
+        given = [f"--{key}.{option}"]
+        known = [f"--{key}.{name}" for name in init_arguments(class_path)]
+    meant = [close[0] for name in given
+             if (close := difflib.get_close_matches(name, known, n=1, cutoff=0.75))]
+    return f"; did you mean {' '.join(meant)}?" if meant else ""
+
+
+def init_arguments(class_path: str) -> list[str]:
+    """The constructor arguments of the class ``class_path`` names (none if it cannot be
+    imported)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    return [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "args",
+                                                                              "kwargs")]
+
+
+class RunFolderConfig(SaveConfigCallback):
+    """LightningCLI's config.yaml, written into the run's own folder (:func:`run_folder`, beside
+    its checkpoints) rather than ``trainer.log_dir``, which for W&B is the folder every run
+    shares, so that each run kept the config of the next."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                    stage: str) -> None:
+        folder = run_folder(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, folder / self.config_filename, skip_none=False,
+                         overwrite=True, multifile=self.multifile)
+
+
+class DropEmptyRun(Callback):
+    """Remove the run folders a run created when it fails before its first training step
+    (bad data, a missing file), so that failed attempts leave no empty ``version_N``. Folders
+    that existed before the run, and any holding a checkpoint, are kept."""
+
+    def __init__(self, new_folders: list[Path]) -> None:
+        self.new_folders = new_folders
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        if trainer.global_step > 0 or not trainer.is_global_zero:
+            return
+        for folder in self.new_folders:
+            if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_run_folders(trainer: pl.Trainer) -> list[Path]:
+    """The folders of ``trainer``'s TensorBoard and CSV loggers that do not exist yet (the
+    run's ``version_N``): what a run that fails at once should not leave behind."""
+    folders = [Path(logger.log_dir) for logger in trainer.loggers
+               if isinstance(getattr(logger, "log_dir", None), str)]
+    return [folder for folder in folders if not folder.exists()]
 
 PROGRESS_BAR_REFRESH_STEPS = 10
 """How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
@@ -60,7 +195,14 @@ class VAECLI(LightningCLI):
         bar_wanted = config.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(DropEmptyRun(new_run_folders(trainer)))
+        return trainer
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items()
+                if name in SUBCOMMAND_HELP}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then refuse a ``--ckpt_path`` file that is damaged or not a checkpoint, naming
@@ -101,7 +243,7 @@ class VAECLI(LightningCLI):
                 f"configuration, or pass the checkpoint's path"
             )
 
-    before_test = before_predict = before_validate
+    before_test = before_validate
 
     def resolve_ckpt_path_last(self) -> LastCheckpoint | None:
         """Replace ``--ckpt_path last`` by the checkpoint :func:`last_checkpoint` finds (None when
@@ -118,18 +260,22 @@ class VAECLI(LightningCLI):
 
 
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
-    """Run a Lightning subcommand (fit, validate, test, predict) with ``argv``; with
-    ``run=False``, ``argv`` holds no subcommand and the CLI only builds the model and data."""
+    """Run a Lightning subcommand (fit, validate, test) with ``argv``; with ``run=False``,
+    ``argv`` holds no subcommand and the CLI only builds the model and data."""
     with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
         warnings.filterwarnings("ignore", message=".*provide both args and command line")
+        for message in WARNING_NOISE:
+            warnings.filterwarnings("ignore", message=message)
         return VAECLI(
             VAE,
             pl.LightningDataModule,
             subclass_mode_data=True,
             args=argv,
             run=run,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "lightning-vae", "epilog": verbs_help(),
+            parser_class=VAEArgumentParser,
+            save_config_callback=RunFolderConfig,
+            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+            parser_kwargs={"prog": "lightning-vae",
                            **{name: {"epilog": SUBCOMMAND_NOTES} for name in VAECLI.subcommands()}},
         )
 

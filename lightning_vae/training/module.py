@@ -8,6 +8,7 @@ arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
 """
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,6 +198,11 @@ class VAE(pl.LightningModule):
             card["training"] = self.training_settings()
         return self.model.save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the folder the run was started from, against which ``export`` resolves a
+        relative ``data_dir`` of the datamodule when run from elsewhere."""
+        checkpoint[WORKING_FOLDER_KEY] = os.getcwd()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Read 0.1.0 checkpoints (weights at the top level of the state dict), record the step
         the weights were trained to, and carry the optimizer steps across a change of
@@ -383,6 +389,10 @@ def upgrade_state_dict(state: dict[str, Tensor]) -> None:
     in place."""
     for key in [key for key in state if key.startswith(LEGACY_STATE_PREFIXES)]:
         state[f"model.{key}"] = state.pop(key)
+
+
+WORKING_FOLDER_KEY = "lightning_vae_working_folder"
+"""The checkpoint entry holding the folder training was started from."""
 
 
 def images_of(batch: Any) -> Tensor:
