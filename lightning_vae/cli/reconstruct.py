@@ -73,9 +73,9 @@ def reconstruct_files(model: VAEModel, inputs: list[str], out: str | Path,
     if suspects:
         which = f"{suspects[0]} and {len(suspects) - 1} more look" if suspects[1:] else (
             f"{suspects[0]} looks")
-        print(f"hint: {which} inverted to this model (background light where its images' is dark, or the "
-              f"reverse); if the output is noise, {'leave out' if invert else 'pass'} --invert",
-              file=sys.stderr)
+        fix = "leave out --invert" if invert else "pass --invert"
+        print(f"hint: {which} inverted to this model (background light where its images' is "
+              f"dark, or the reverse); if the output is noise, {fix}", file=sys.stderr)
     return written
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
     model_options(parser)
     parser.add_argument("images", nargs="+", help="image files, or folders of them")
     parser.add_argument("--out", default="reconstructions", help="output folder")
-    parser.add_argument("--batch-size", type=positive, default=64)
+    parser.add_argument("--batch-size", type=positive, default=64, help="images per batch")
     parser.add_argument("--invert", action="store_true",
                         help="flip the grey levels first (black-on-white digits for an MNIST "
                              "model, which draws white on black)")

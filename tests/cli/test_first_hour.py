@@ -1,6 +1,7 @@
 """What a new user meets first: `lightning-vae --help`, a mistyped option, a run that fails at
 once, and Lightning's own chatter. Each mistake ends in one line that names it and the fix."""
 
+import argparse
 import logging
 import warnings
 from pathlib import Path
@@ -97,3 +98,20 @@ def test_a_run_shows_none_of_lightnings_advertising_or_deprecation_noise(
     assert "💡" not in caplog.text and "litlogger" not in caplog.text
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
 
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_every_option_of_every_verb_says_what_it_does(verb, capsys, monkeypatch):
+    seen: list[argparse.ArgumentParser] = []
+    parse = argparse.ArgumentParser.parse_known_args
+
+    def recording(parser, *args, **kwargs):  # keeps the verb's own parser as it parses --help
+        seen.append(parser)
+        return parse(parser, *args, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", recording)
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    assert capsys.readouterr().out.startswith(f"usage: lightning-vae {verb}")
+    undocumented = [action.dest for action in seen[0]._actions if not action.help]
+    assert undocumented == [], f"lightning-vae {verb}: options without help: {undocumented}"
