@@ -74,13 +74,55 @@ for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilit
         logging.getLogger(_name).addFilter(_DropNoise())
 
 
+TRAINER_ESSENTIALS = ("accelerator", "devices", "strategy", "precision", "max_epochs",
+                      "max_steps", "logger", "callbacks", "default_root_dir", "log_every_n_steps",
+                      "val_check_interval", "limit_train_batches", "limit_val_batches",
+                      "enable_progress_bar", "gradient_clip_val")
+"""The Trainer options ``fit --help`` shows; ``--help-all`` shows the Trainer's every option."""
+HELP_ALL = "--help-all"
+
+
 class VAEArgumentParser(LightningArgumentParser):
     """LightningCLI's parser without abbreviated options, whose errors are the message alone
-    (no usage of 60 lines above it), with the closest option suggested for an unknown one."""
+    (no usage of 60 lines above it), with the closest option suggested for an unknown one, and
+    whose subcommands' ``--help`` is short (:meth:`format_help`)."""
+
+    full_help = False
+    """Set by ``--help-all``: the subcommands' help lists every option."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        """A subcommand's options a run usually sets (the model's, the datamodule's class, the
+        main Trainer options), rather than the Trainer's 100 in 640 lines."""
+        if self.full_help or self.prog.split()[-1] not in SUBCOMMAND_HELP:
+            return super().format_help()
+        trainer = {f"--trainer.{name}" for name in TRAINER_ESSENTIALS}
+        sections = {
+            "options": lambda name: name.startswith("-") and not name.startswith(
+                ("--model", "--trainer", "--data", "--optimizer", "--lr_scheduler",
+                 "--weights_only")),
+            "the model (--model.NAME VALUE)": lambda name: name.startswith("--model."),
+            "the data": lambda name: name in ("--data", "--data.help"),
+            f"the Trainer's main options (`{self.prog.split()[-1]} {HELP_ALL}` lists all)":
+                lambda name: name in trainer,
+        }
+        formatter = self._get_formatter()
+        formatter.add_usage(f"lightning-vae {self.prog.split()[-1]} [--config RECIPE] "
+                            "[--GROUP.OPTION VALUE ...]", [], [])
+        formatter.add_text(self.description)
+        for title, wanted in sections.items():
+            formatter.start_section(title)
+            formatter.add_arguments([action for action in self._actions
+                                     if any(map(wanted, action.option_strings))])
+            if title == "the data":
+                for line in datamodule_options():
+                    formatter.add_text(line)
+            formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
@@ -100,6 +142,19 @@ def condensed(message: str) -> str:
     if not (key and problem):
         return message.strip()
     return f"--{key.group(1)}: {problem.group(1)}: {problem.group(2).strip()}"
+
+
+def datamodule_options() -> list[str]:
+    """The package's datamodules, each with its options, for ``fit --help``."""
+    import lightning_vae.data as data
+
+    lines = []
+    for name in sorted(data.__all__):
+        cls = getattr(data, name)
+        if isinstance(cls, type) and issubclass(cls, pl.LightningDataModule):
+            options = ", ".join(init_arguments(f"lightning_vae.data.{name}"))
+            lines.append(f"--data lightning_vae.data.{name} takes {options}.")
+    return lines
 
 
 def option_names(parser: LightningArgumentParser) -> list[str]:
@@ -133,8 +188,14 @@ def init_arguments(class_path: str) -> list[str]:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError):
         return []
-    return [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "args",
-                                                                              "kwargs")]
+    names: list[str] = []
+    for klass in cls.__mro__:  # a constructor passing **kwargs on takes its parent's too
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names += [p.name for p in parameters if p.name != "self" and p.name not in names
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
 
 
 class RunFolderConfig(SaveConfigCallback):
@@ -276,7 +337,8 @@ def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
             save_config_callback=RunFolderConfig,
             save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             parser_kwargs={"prog": "lightning-vae",
-                           **{name: {"epilog": SUBCOMMAND_NOTES} for name in VAECLI.subcommands()}},
+                           **{name: {"epilog": SUBCOMMAND_NOTES, "description": line}
+                              for name, line in SUBCOMMAND_HELP.items()}},
         )
 
 

@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from lightning_vae.cli.lightning import SUBCOMMAND_HELP, expand_wandb_flag, run_lightning
+from lightning_vae.cli.lightning import (
+    HELP_ALL,
+    SUBCOMMAND_HELP,
+    VAEArgumentParser,
+    expand_wandb_flag,
+    run_lightning,
+)
 from lightning_vae.cli.recipes import resolve_config_arguments
 from lightning_vae.cli.verbs import VERBS
 
@@ -61,7 +67,12 @@ def main(argv: list[str] | None = None) -> None:
         if command in VERBS:
             _verb(command)(argv[1:])
         else:
-            run_lightning(expand_wandb_flag(resolve_config_arguments(argv)))
+            VAEArgumentParser.full_help = HELP_ALL in argv  # every option, the Trainer's too
+            try:
+                run_lightning(expand_wandb_flag(resolve_config_arguments(
+                    ["--help" if arg == HELP_ALL else arg for arg in argv])))
+            finally:
+                VAEArgumentParser.full_help = False
     except USER_ERRORS as error:
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise

@@ -62,11 +62,25 @@ def test_a_class_missing_an_argument_is_named_in_one_line():
             "required: save_dir") in message
 
 
-def test_fit_help_says_where_the_datamodules_options_are(capsys):
+def test_fit_help_is_short_and_shows_the_datamodules_options(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
-    tail = " ".join(capsys.readouterr().out.split()[-80:])
-    assert "--data.help CLASS" in tail and "--data.NAME VALUE" in tail
+    short = capsys.readouterr().out
+    words = " ".join(short.split())
+    assert words.startswith("usage: lightning-vae fit [--config RECIPE] [--GROUP.OPTION VALUE "
+                            f"...] {SUBCOMMAND_HELP['fit']}")
+    assert ("--data lightning_vae.data.MNISTDataModule takes data_dir, batch_size, binarize, "
+            "val_size,") in words
+    assert "--data lightning_vae.data.FashionMNISTDataModule takes data_dir, batch_size, " \
+           "binarize, val_size," in words  # its parent's options, which it passes on
+    assert "--data.help CLASS" in words and "--data.NAME VALUE" in words
+    assert "--model.latent_dim" in short and "--trainer.max_epochs" in short
+    assert "--trainer.detect_anomaly" not in short
+    with pytest.raises(SystemExit):
+        main(["fit", "--help-all"])
+    full = capsys.readouterr().out
+    assert "--trainer.detect_anomaly" in full and len(full.splitlines()) > 500
+    assert len(short.splitlines()) < len(full.splitlines()) / 1.8
 
 
 def fit_args(data_dir: Path, root: Path) -> list[str]:
