@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_vae.training.callbacks import run_folder
@@ -213,16 +214,20 @@ class RunFolderConfig(SaveConfigCallback):
 
 class DropEmptyRun(Callback):
     """Remove the run folders a run created when it fails before its first training step
-    (bad data, a missing file), so that failed attempts leave no empty ``version_N``. Folders
-    that existed before the run, and any holding a checkpoint, are kept."""
+    (bad data, a missing file), or a validate or test run that fails (they log only at their
+    end), so that failed attempts leave no empty ``version_N``. Folders that existed before the
+    run, and any holding a checkpoint, are kept."""
 
     def __init__(self, new_folders: list[Path]) -> None:
         self.new_folders = new_folders
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                      exception: BaseException) -> None:
-        if trainer.global_step > 0 or not trainer.is_global_zero:
+        trained = trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0
+        if trained or not trainer.is_global_zero:  # validate/test log only when they finish
             return
+        for logger in trainer.loggers:  # close their files first (Lightning does it again)
+            logger.finalize("failed")
         for folder in self.new_folders:
             if folder.is_dir() and not any(folder.rglob("*.ckpt")):
                 shutil.rmtree(folder, ignore_errors=True)
