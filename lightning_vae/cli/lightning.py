@@ -1,19 +1,15 @@
 """LightningCLI's fit/validate/test for :class:`~lightning_vae.VAE` and any LightningDataModule,
 with what the package adds: ``--ckpt_path last`` of this recipe's earlier runs, ``--wandb``, a
-checked ``--ckpt_path`` file, one-line errors that suggest the option meant (no abbreviations:
-``--trainer.max_epoch`` is refused, not read as ``max_epochs``), the run's config.yaml in its own
-folder, no empty run folder left by a failed run, and none of Lightning's advertising."""
+checked ``--ckpt_path`` file, the parser of :mod:`.parser` (one-line errors, short help), the
+run's config.yaml in its own folder, no empty run folder left by a failed run, and none of
+Lightning's advertising."""
 
-import difflib
-import importlib
-import inspect
 import json
 import logging
-import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ProgressBar, TQDMProgressBar
@@ -21,6 +17,8 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 
+from lightning_vae.cli.parser import VAEArgumentParser
+from lightning_vae.cli.verbs import SUBCOMMAND_HELP
 from lightning_vae.training.callbacks import run_folder
 from lightning_vae.training.checkpoints import check_checkpoint_file
 from lightning_vae.training.last_checkpoint import (
@@ -50,15 +48,6 @@ SUBCOMMAND_NOTES = (
 """The end of ``lightning-vae fit --help`` (and validate, test): where the datamodule's options
 are, and what the package adds to LightningCLI's options."""
 
-SUBCOMMAND_HELP = {
-    "fit": "Train a VAE from a recipe (--config recipes/mnist_vae.yaml).",
-    "validate": "Evaluate a checkpoint (--ckpt_path) on the validation split.",
-    "test": "Evaluate a checkpoint (--ckpt_path) on the test split, with the IW bound.",
-}
-"""Lightning's subcommands the package offers, each with its line in ``lightning-vae --help``.
-``predict`` is the package's own verb (:mod:`lightning_vae.cli.predict`): Lightning's needs a
-``predict_dataloader`` that no datamodule here has, and writes nothing."""
-
 LIGHTNING_NOISE = ("💡 Tip:",)
 """Beginnings of Lightning's info lines that advertise its services: dropped."""
 WARNING_NOISE = (r".*isinstance\(treespec, LeafSpec\)` is deprecated",)
@@ -73,130 +62,6 @@ class _DropNoise(logging.Filter):
 for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
     if not any(isinstance(f, _DropNoise) for f in logging.getLogger(_name).filters):
         logging.getLogger(_name).addFilter(_DropNoise())
-
-
-TRAINER_ESSENTIALS = ("accelerator", "devices", "strategy", "precision", "max_epochs",
-                      "max_steps", "logger", "callbacks", "default_root_dir", "log_every_n_steps",
-                      "val_check_interval", "limit_train_batches", "limit_val_batches",
-                      "enable_progress_bar", "gradient_clip_val")
-"""The Trainer options ``fit --help`` shows; ``--help-all`` shows the Trainer's every option."""
-HELP_ALL = "--help-all"
-
-
-class VAEArgumentParser(LightningArgumentParser):
-    """LightningCLI's parser without abbreviated options, whose errors are the message alone
-    (no usage of 60 lines above it), with the closest option suggested for an unknown one, and
-    whose subcommands' ``--help`` is short (:meth:`format_help`)."""
-
-    full_help = False
-    """Set by ``--help-all``: the subcommands' help lists every option."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def format_help(self) -> str:
-        """A subcommand's options a run usually sets (the model's, the datamodule's class, the
-        main Trainer options), rather than the Trainer's 100 in 640 lines."""
-        if self.full_help or self.prog.split()[-1] not in SUBCOMMAND_HELP:
-            return super().format_help()
-        trainer = {f"--trainer.{name}" for name in TRAINER_ESSENTIALS}
-        sections = {
-            "options": lambda name: name.startswith("-") and not name.startswith(
-                ("--model", "--trainer", "--data", "--optimizer", "--lr_scheduler",
-                 "--weights_only")),
-            "the model (--model.NAME VALUE)": lambda name: name.startswith("--model."),
-            "the data": lambda name: name in ("--data", "--data.help"),
-            f"the Trainer's main options (`{self.prog.split()[-1]} {HELP_ALL}` lists all)":
-                lambda name: name in trainer,
-        }
-        formatter = self._get_formatter()
-        formatter.add_usage(f"lightning-vae {self.prog.split()[-1]} [--config RECIPE] "
-                            "[--GROUP.OPTION VALUE ...]", [], [])
-        formatter.add_text(self.description)
-        for title, wanted in sections.items():
-            formatter.start_section(title)
-            formatter.add_arguments([action for action in self._actions
-                                     if any(map(wanted, action.option_strings))])
-            if title == "the data":
-                for line in datamodule_options():
-                    formatter.add_text(line)
-            formatter.end_section()
-        formatter.add_text(self.epilog)
-        return formatter.format_help()
-
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error:
-            super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        prog = parser.prog.replace(" [options]", "")
-        raise SystemExit(f"{prog}: error: {condensed(message)}{suggestion(parser, message)}; "
-                         f"`{prog} --help` lists the options")
-
-
-def condensed(message: str) -> str:
-    """jsonargparse's report on a class's arguments (a dozen lines: every type it tried) as the
-    line that says what was wrong: ``--data: lightning_vae.data.MNISTDataModule: Option
-    'data_dirr' is not accepted``."""
-    key = re.match(r'Parser key "([^"]+)":', message)
-    problem = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(.+)", message)
-    if not (key and problem):
-        return message.strip()
-    return f"--{key.group(1)}: {problem.group(1)}: {problem.group(2).strip()}"
-
-
-def datamodule_options() -> list[str]:
-    """The package's datamodules, each with its options, for ``fit --help``."""
-    import lightning_vae.data as data
-
-    lines = []
-    for name in sorted(data.__all__):
-        cls = getattr(data, name)
-        if isinstance(cls, type) and issubclass(cls, pl.LightningDataModule):
-            options = ", ".join(init_arguments(f"lightning_vae.data.{name}"))
-            lines.append(f"--data lightning_vae.data.{name} takes {options}.")
-    return lines
-
-
-def option_names(parser: LightningArgumentParser) -> list[str]:
-    """Every ``--option`` of ``parser``, nested ones (``--model.latent_dim``) included."""
-    return [name for action in parser._actions for name in action.option_strings
-            if name.startswith("--")]
-
-
-def suggestion(parser: LightningArgumentParser, message: str) -> str:
-    """``"; did you mean --model.latent_dim?"`` for the unrecognized options of ``message``, or
-    the option a class (``--data``'s datamodule) did not accept, when one of the options it
-    knows is close (empty when none is)."""
-    given, known = [], option_names(parser)
-    if match := re.match(r"unrecognized arguments: (.*)", message.strip()):
-        given = [arg.split("=", 1)[0] for arg in match.group(1).split() if arg.startswith("--")]
-    elif match := re.search(r'Parser key "([^"]+)":[\s\S]*?class_path \'([^\']+)\':\s*\n'
-                            r"\s*Option '([^']+)' is not accepted", message):
-        key, class_path, option = match.groups()
-        given = [f"--{key}.{option}"]
-        known = [f"--{key}.{name}" for name in init_arguments(class_path)]
-    meant = [close[0] for name in given
-             if (close := difflib.get_close_matches(name, known, n=1, cutoff=0.75))]
-    return f"; did you mean {' '.join(meant)}?" if meant else ""
-
-
-def init_arguments(class_path: str) -> list[str]:
-    """The constructor arguments of the class ``class_path`` names (none if it cannot be
-    imported)."""
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError):
-        return []
-    names: list[str] = []
-    for klass in cls.__mro__:  # a constructor passing **kwargs on takes its parent's too
-        parameters = inspect.signature(klass.__init__).parameters.values()
-        names += [p.name for p in parameters if p.name != "self" and p.name not in names
-                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            break
-    return names
 
 
 class RunFolderConfig(SaveConfigCallback):

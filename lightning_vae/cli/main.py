@@ -14,15 +14,10 @@ from collections.abc import Callable
 
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from lightning_vae.cli.lightning import (
-    HELP_ALL,
-    SUBCOMMAND_HELP,
-    VAEArgumentParser,
-    expand_wandb_flag,
-    run_lightning,
-)
+from lightning_vae.cli.lightning import expand_wandb_flag, run_lightning
+from lightning_vae.cli.parser import HELP_ALL, VAEArgumentParser
 from lightning_vae.cli.recipes import resolve_config_arguments
-from lightning_vae.cli.verbs import VERBS
+from lightning_vae.cli.verbs import SUBCOMMAND_HELP, VERBS
 
 USER_ERRORS = (OSError, ValueError, MisconfigurationException)
 """What bad input raises (a missing or damaged file, a value out of range, a trainer setting this

@@ -1,5 +1,16 @@
-"""The package's verbs beside Lightning's subcommands: the name each is called by, the function
-that runs it, and its line in ``lightning-vae --help``."""
+"""The commands of ``lightning-vae``: Lightning's subcommands the package offers and its own
+verbs, each with its line in ``lightning-vae --help`` (and, for a verb, the function that runs
+it)."""
+
+SUBCOMMAND_HELP = {
+    "fit": "Train a VAE from a recipe (--config recipes/mnist_vae.yaml).",
+    "validate": "Evaluate a checkpoint (--ckpt_path) on the validation split.",
+    "test": "Evaluate a checkpoint (--ckpt_path) on the test split, with the IW bound.",
+}
+"""Lightning's subcommands the package offers, each with its line in ``lightning-vae --help``.
+``predict`` is the package's own verb (:mod:`lightning_vae.cli.predict`): Lightning's needs a
+``predict_dataloader`` that no datamodule here has, and writes nothing."""
+
 
 VERBS: dict[str, tuple[str, str]] = {
     "export": ("lightning_vae.cli.export:main",

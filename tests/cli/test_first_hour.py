@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from lightning_vae.cli import main
-from lightning_vae.cli.lightning import SUBCOMMAND_HELP
-from lightning_vae.cli.verbs import VERBS
+from lightning_vae.cli.verbs import SUBCOMMAND_HELP, VERBS
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "mnist_vae.yaml")
