@@ -8,6 +8,7 @@ arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
 """
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,6 +215,11 @@ class VAE(pl.LightningModule):
         if card.get("training") is None:
             card["training"] = self.training_settings()
         return self.model.save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the folder the run was started from, against which ``export`` resolves a
+        relative ``data_dir`` of the datamodule when run from elsewhere."""
+        checkpoint[WORKING_FOLDER_KEY] = os.getcwd()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Read 0.1.0 checkpoints (weights at the top level of the state dict), record the step
@@ -427,6 +433,10 @@ def objective_terms(objective: Objective, model: VAEModel, x: Tensor,
                     generator: torch.Generator | None) -> dict[str, Tensor]:
     """The per-example terms of a training batch: a plain function, so it compiles once."""
     return objective.terms(model, x, generator)[1]
+
+
+WORKING_FOLDER_KEY = "lightning_vae_working_folder"
+"""The checkpoint entry holding the folder training was started from."""
 
 
 def images_of(batch: Any) -> Tensor:
