@@ -124,7 +124,7 @@ def duration(seconds: float) -> str:
 
 
 def provenance(model: ZooModel, commands: list[tuple[str, list[str], float]], env_prefix: str,
-               machine: str, n_test: int) -> str:
+               machine: str, n_test: int, trained: str) -> str:
     """The card section stating how the model was made."""
     lines = "\n".join(env_prefix + shlex.join([COMMAND, *args]) for _, args, _ in commands)
     times = "\n".join(f"| {step} | {duration(seconds)} |" for step, _, seconds in commands)
@@ -145,7 +145,7 @@ own commands and no hand edits, from the recipe
 {times}
 | total | {duration(total)} |
 
-Hardware: {machine}.
+Hardware: {machine}. Trained for {trained}.
 
 The test numbers are on all {n_test} test images, for the last checkpoint (the one exported).
 The test ELBO uses one posterior sample per image; the test log-likelihood is the
@@ -153,6 +153,13 @@ importance-weighted bound of Burda et al. (2016) with k={model.iw_samples} sampl
 (the k=5000 of the literature costs {5000 // model.iw_samples} times as much and gives a slightly
 higher, tighter, bound).
 """
+
+
+def training_length(checkpoint: Path) -> str:
+    """How long the exported checkpoint was trained, in epochs and optimizer steps (a fit
+    limited by ``--trainer.max_time`` ends wherever the time runs out)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return f"{state['epoch'] + 1} epochs ({state['global_step']} optimizer steps)"
 
 
 def shown(path: Path) -> str:
@@ -194,7 +201,7 @@ def build(model: ZooModel, data_dir: str, work: Path, zoo_root: Path, threads: i
     prefix = "".join(f"{name}={value} " for name, value in env.items())
     with (hub / CARD_FILE).open("a", encoding="utf-8") as card:
         card.write(provenance(model, commands, prefix, machine,
-                              test_set_size(model.recipe, data_dir)))
+                              test_set_size(model.recipe, data_dir), training_length(checkpoint)))
     target = zoo_root / model.folder.name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(hub, target)
