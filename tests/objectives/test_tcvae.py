@@ -5,8 +5,11 @@ schedule, and bad options are refused."""
 import math
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
+from lightning_vae import VAE
 from lightning_vae.model import DiagonalGaussian, VAEModel
 from lightning_vae.objectives import build_objective
 from lightning_vae.objectives.tcvae import aggregate_log_densities, stratified_log_weights
@@ -115,3 +118,20 @@ def test_stratified_sampling_refuses_a_batch_of_one():
     posterior, z = constructed(correlated=False, batch=1)
     with pytest.raises(ValueError, match="batches of at least 2"):
         aggregate_log_densities(z, posterior.mean, posterior.logvar, "mss", 100)
+
+
+def test_training_logs_the_decomposition_at_every_step(tmp_path):
+    torch.manual_seed(0)
+    module = VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=3, iw_samples=0,
+                 arch_options={"hidden_dims": [32]}, beta=6.0,
+                 beta_schedule={"name": "linear", "steps": 4},
+                 objective={"name": "tcvae", "sampling": "mss", "dataset_size": 64})
+    trainer = pl.Trainer(max_steps=2, logger=False, default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", log_every_n_steps=1)
+    trainer.fit(module, DataLoader(images(64), batch_size=16))
+    logged = trainer.callback_metrics
+    assert logged["train/beta"] == 1.5  # 6 · 1/4 at the second step (step 1)
+    assert logged["train/loss"].item() == pytest.approx(
+        (logged["train/recon"] + logged["train/mi"] + 1.5 * logged["train/tc"]
+         + logged["train/dim_kl"]).item(), rel=1e-5)
