@@ -4,27 +4,43 @@ terms, the disentanglement scores of the test after the fit, and the traversal a
 from pathlib import Path
 
 import pytest
+import yaml
+from dsprites_args import tiny_dsprites_args
 from PIL import Image
 from test_wandb import offline_env, read_offline_runs  # noqa: F401  (offline_env: a fixture)
 
-from lightning_vae.cli import main
+from lightning_vae.cli import main, run_lightning
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "dsprites_tcvae.yaml"
 SCORES = ("test/mig", "test/factorvae_score", "test/dci_d", "test/sap")
+SWEEPS = {"dsprites_beta_vae.yaml": ["model.beta"], "dsprites_tcvae.yaml": ["model.beta"],
+          "dsprites_factorvae.yaml": ["model.beta", "model.objective.gamma"]}
 
 
-def tiny_dsprites_args(data_dir: Path, root: Path) -> list[str]:
-    """After ``fit --config recipes/dsprites_*.yaml``: 600 re-rendered images (64 to validate, 128
-    to test), a small conv model with 3 latents, two steps validated once, files under root."""
-    return ["--data.init_args.data_dir", str(data_dir), "--data.init_args.size", "600",
-            "--data.init_args.val_size", "64", "--data.init_args.test_size", "128",
-            "--data.init_args.batch_size", "32", "--data.init_args.source", "rendered",
-            "--model.arch_options", '{"channels": [4, 8], "hidden_dim": 16}',
-            "--model.latent_dim", "3", "--trainer.max_steps", "2",
-            "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
-            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-            "--trainer.log_every_n_steps", "1", "--trainer.default_root_dir", str(root)]
+@pytest.mark.parametrize(("sweep", "parameters"), SWEEPS.items())
+def test_the_dsprites_sweeps_maximise_mig_over_their_grid(sweep, parameters):
+    config = yaml.safe_load((ROOT / "recipes" / "sweeps" / sweep).read_text())
+    assert config["method"] == "grid"
+    assert config["metric"] == {"name": "test/mig", "goal": "maximize"}
+    assert list(config["parameters"]) == parameters
+    command = config["command"]
+    assert command[:4] == ["lightning-vae", "fit", "--config", f"recipes/{sweep}"]
+    recipe = yaml.safe_load((ROOT / "recipes" / sweep).read_text())
+    assert recipe["test_after_fit"] is True  # what logs test/mig in the run
+
+
+def test_the_arguments_wandb_passes_set_the_factorvae_gamma_in_the_cli(tmp_path):
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    config = yaml.safe_load((ROOT / "recipes" / "sweeps" / "dsprites_factorvae.yaml").read_text())
+    args = create_sweep_command_args({"args": {"model.beta": {"value": 4},
+                                               "model.objective.gamma": {"value": 10}}})["args"]
+    cli = run_lightning(["--config", str(ROOT / config["command"][3]),
+                         "--data.init_args.data_dir", str(tmp_path), "--trainer.logger", "false",
+                         *args], run=False)
+    assert cli.model.hparams.beta == 4.0
+    assert cli.model.objective.gamma == 10.0 and cli.model.objective.layers == 6
 
 
 @pytest.mark.slow
