@@ -11,6 +11,7 @@ from lightning_vae.model import (
     Bernoulli,
     DiagonalGaussian,
     Gaussian,
+    HierarchicalVAE,
     StandardNormal,
     VAEModel,
     VAEOutput,
@@ -25,6 +26,7 @@ from lightning_vae.objectives import (
     register_objective,
 )
 from lightning_vae.training import (
+    EMA,
     VAE,
     ImagePanels,
     LatentDiagnostics,
@@ -42,6 +44,7 @@ from_pretrained = VAEModel.from_pretrained
 repository id: ``lightning_vae.from_pretrained("lightning-vae/mnist-vae")``."""
 
 __all__ = [
+    "EMA",
     "VAE",
     "Bernoulli",
     "DCIDisentanglement",
@@ -49,6 +52,7 @@ __all__ = [
     "DiagonalGaussian",
     "FactorVAEScore",
     "Gaussian",
+    "HierarchicalVAE",
     "ImagePanels",
     "LatentDiagnostics",
     "LatentTraversals",

@@ -27,8 +27,8 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="lightning-vae export",
         description="Turn a Lightning checkpoint of a VAE into a Hugging Face model folder.")
-    parser.add_argument("checkpoint")
-    parser.add_argument("folder")
+    parser.add_argument("checkpoint", help="a .ckpt file written by `lightning-vae fit`")
+    parser.add_argument("folder", help="the model folder to write (made if missing)")
     parser.add_argument("--repo-id", help="the Hub repo the card's loading snippet names")
     card_options(parser)
     args = vars(parser.parse_args(argv))

@@ -1,18 +1,25 @@
-"""LightningCLI's fit/validate/test/predict for :class:`~lightning_vae.VAE` and any
-LightningDataModule, with what the package adds: ``--ckpt_path last`` of this recipe's earlier
-runs, ``--wandb``, and a checked ``--ckpt_path`` file."""
+"""LightningCLI's fit/validate/test for :class:`~lightning_vae.VAE` and any LightningDataModule,
+with what the package adds: ``--ckpt_path last`` of this recipe's earlier runs, ``--wandb``, a
+checked ``--ckpt_path`` file, the parser of :mod:`.parser` (one-line errors, short help), the
+run's config.yaml in its own folder, no empty run folder left by a failed run, and none of
+Lightning's advertising."""
 
 import json
+import logging
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.callbacks import Callback, ProgressBar, TQDMProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 
-from lightning_vae.cli.verbs import verbs_help
+from lightning_vae.cli.parser import VAEArgumentParser
+from lightning_vae.cli.verbs import SUBCOMMAND_HELP
+from lightning_vae.training.callbacks import run_folder
 from lightning_vae.training.checkpoints import check_checkpoint_file
 from lightning_vae.training.last_checkpoint import (
     LastCheckpoint,
@@ -30,14 +37,73 @@ recipes folder at hand. Later ``--trainer.logger.*`` arguments change it."""
 
 
 SUBCOMMAND_NOTES = (
+    "A datamodule's options: --data.help CLASS (e.g. --data.help "
+    "lightning_vae.data.MNISTDataModule); set them as --data.NAME VALUE. "
     "lightning-vae adds: --config recipes/NAME takes a recipe installed with the package when "
     "there is no such file here (`lightning-vae recipes` lists them); --ckpt_path last is the "
     "newest last.ckpt of this recipe's earlier runs; --wandb logs to Weights & Biases as "
     "recipes/logging/wandb.yaml does. Bad input ends in one message; LIGHTNING_VAE_TRACEBACK=1 "
     "shows the traceback."
 )
-"""The end of ``lightning-vae fit --help`` (and validate, test, predict): what the package adds
-to LightningCLI's options."""
+"""The end of ``lightning-vae fit --help`` (and validate, test): where the datamodule's options
+are, and what the package adds to LightningCLI's options."""
+
+LIGHTNING_NOISE = ("💡 Tip:",)
+"""Beginnings of Lightning's info lines that advertise its services: dropped."""
+WARNING_NOISE = (r".*isinstance\(treespec, LeafSpec\)` is deprecated",)
+"""Warnings Lightning's own code triggers in every run, which the user can do nothing about."""
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(LIGHTNING_NOISE)
+
+
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+    if not any(isinstance(f, _DropNoise) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_DropNoise())
+
+
+class RunFolderConfig(SaveConfigCallback):
+    """LightningCLI's config.yaml, written into the run's own folder (:func:`run_folder`, beside
+    its checkpoints) rather than ``trainer.log_dir``, which for W&B is the folder every run
+    shares, so that each run kept the config of the next."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                    stage: str) -> None:
+        folder = run_folder(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, folder / self.config_filename, skip_none=False,
+                         overwrite=True, multifile=self.multifile)
+
+
+class DropEmptyRun(Callback):
+    """Remove the run folders a run created when it fails before its first training step
+    (bad data, a missing file), or a validate or test run that fails (they log only at their
+    end), so that failed attempts leave no empty ``version_N``. Folders that existed before the
+    run, and any holding a checkpoint, are kept."""
+
+    def __init__(self, new_folders: list[Path]) -> None:
+        self.new_folders = new_folders
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        trained = trainer.state.fn == TrainerFn.FITTING and trainer.global_step > 0
+        if trained or not trainer.is_global_zero:  # validate/test log only when they finish
+            return
+        for logger in trainer.loggers:  # close their files first (Lightning does it again)
+            logger.finalize("failed")
+        for folder in self.new_folders:
+            if folder.is_dir() and not any(folder.rglob("*.ckpt")):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_run_folders(trainer: pl.Trainer) -> list[Path]:
+    """The folders of ``trainer``'s TensorBoard and CSV loggers that do not exist yet (the
+    run's ``version_N``): what a run that fails at once should not leave behind."""
+    folders = [Path(logger.log_dir) for logger in trainer.loggers
+               if isinstance(getattr(logger, "log_dir", None), str)]
+    return [folder for folder in folders if not folder.exists()]
 
 PROGRESS_BAR_REFRESH_STEPS = 10
 """How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
@@ -60,7 +126,14 @@ class VAECLI(LightningCLI):
         bar_wanted = config.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(DropEmptyRun(new_run_folders(trainer)))
+        return trainer
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items()
+                if name in SUBCOMMAND_HELP}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then refuse a ``--ckpt_path`` file that is damaged or not a checkpoint, naming
@@ -110,7 +183,7 @@ class VAECLI(LightningCLI):
                 f"configuration, or pass the checkpoint's path"
             )
 
-    before_test = before_predict = before_validate
+    before_test = before_validate
 
     def resolve_ckpt_path_last(self) -> LastCheckpoint | None:
         """Replace ``--ckpt_path last`` by the checkpoint :func:`last_checkpoint` finds (None when
@@ -127,19 +200,24 @@ class VAECLI(LightningCLI):
 
 
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
-    """Run a Lightning subcommand (fit, validate, test, predict) with ``argv``; with
-    ``run=False``, ``argv`` holds no subcommand and the CLI only builds the model and data."""
+    """Run a Lightning subcommand (fit, validate, test) with ``argv``; with ``run=False``,
+    ``argv`` holds no subcommand and the CLI only builds the model and data."""
     with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
         warnings.filterwarnings("ignore", message=".*provide both args and command line")
+        for message in WARNING_NOISE:
+            warnings.filterwarnings("ignore", message=message)
         return VAECLI(
             VAE,
             pl.LightningDataModule,
             subclass_mode_data=True,
             args=argv,
             run=run,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "lightning-vae", "epilog": verbs_help(),
-                           **{name: {"epilog": SUBCOMMAND_NOTES} for name in VAECLI.subcommands()}},
+            parser_class=VAEArgumentParser,
+            save_config_callback=RunFolderConfig,
+            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+            parser_kwargs={"prog": "lightning-vae",
+                           **{name: {"epilog": SUBCOMMAND_NOTES, "description": line}
+                              for name, line in SUBCOMMAND_HELP.items()}},
         )
 
 

@@ -1,5 +1,5 @@
-"""The ``lightning-vae`` command: LightningCLI's fit/validate/test/predict
-(:mod:`.lightning`), plus the package's verbs, one module each.
+"""The ``lightning-vae`` command: LightningCLI's fit/validate/test (:mod:`.lightning`), plus the
+package's verbs, one module each.
 
 ``lightning-vae fit --config recipes/mnist_vae.yaml`` trains the default model (``recipes/...``
 is found in the current folder, else among the recipes installed with the package). Verbs that
@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from lightning_vae.cli.lightning import VAECLI, expand_wandb_flag, run_lightning
+from lightning_vae.cli.lightning import expand_wandb_flag, run_lightning
+from lightning_vae.cli.parser import HELP_ALL, VAEArgumentParser
 from lightning_vae.cli.recipes import resolve_config_arguments
-from lightning_vae.cli.verbs import VERBS
+from lightning_vae.cli.verbs import SUBCOMMAND_HELP, VERBS
 
 USER_ERRORS = (OSError, ValueError, MisconfigurationException)
 """What bad input raises (a missing or damaged file, a value out of range, a trainer setting this
@@ -25,17 +26,35 @@ message without a traceback."""
 TRACEBACK_ENV = "LIGHTNING_VAE_TRACEBACK"
 
 
+DESCRIPTION = ("Train variational autoencoders on PyTorch Lightning; sample, reconstruct, "
+               "export and share them.")
+
+
 def _verb(name: str) -> Callable[[list[str]], object]:
-    module_name, function = VERBS[name].split(":")
+    module_name, function = VERBS[name][0].split(":")
     return getattr(importlib.import_module(module_name), function)
+
+
+def overview() -> str:
+    """``lightning-vae --help``: what the command does and every command in one line each."""
+    lines = {**SUBCOMMAND_HELP, **{name: line for name, (_, line) in VERBS.items()}}
+    width = max(map(len, lines))
+    return "\n".join([
+        "usage: lightning-vae COMMAND [options]", "", DESCRIPTION, "", "commands:",
+        *(f"  {name.ljust(width)}  {line}" for name, line in lines.items()), "",
+        "Each command takes --help. Start with: lightning-vae fit --config recipes/mnist_vae.yaml",
+    ])
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lightning-vae`` console script. Bad input (``USER_ERRORS``) ends it
     with its message and status 1; ``LIGHTNING_VAE_TRACEBACK=1`` shows the traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = argv[0] if argv and not argv[0].startswith("-") else None
-    commands = [*VAECLI.subcommands(), *sorted(VERBS)]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(overview())
+        return
+    command = argv[0] if not argv[0].startswith("-") else None
+    commands = [*SUBCOMMAND_HELP, *sorted(VERBS)]
     if command is not None and command not in commands:
         sys.exit(f"lightning-vae: error: unknown command {command!r}; choose from "
                  f"{', '.join(commands)} (each takes --help)")
@@ -43,7 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         if command in VERBS:
             _verb(command)(argv[1:])
         else:
-            run_lightning(expand_wandb_flag(resolve_config_arguments(argv)))
+            VAEArgumentParser.full_help = HELP_ALL in argv  # every option, the Trainer's too
+            try:
+                run_lightning(expand_wandb_flag(resolve_config_arguments(
+                    ["--help" if arg == HELP_ALL else arg for arg in argv])))
+            finally:
+                VAEArgumentParser.full_help = False
     except USER_ERRORS as error:
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise

@@ -13,9 +13,11 @@ def main(argv: list[str]) -> None:
         prog="lightning-vae push",
         description="Upload a model folder, or a checkpoint exported on the way, to the Hub.")
     parser.add_argument("source", help="a model folder, or a checkpoint to export first")
-    parser.add_argument("--repo-id", required=True)
-    parser.add_argument("--private", action="store_true", default=None)
-    parser.add_argument("--commit-message")
+    parser.add_argument("--repo-id", required=True,
+                        help="the Hub repository: user/name, or a bare name in your account")
+    parser.add_argument("--private", action="store_true", default=None,
+                        help="create the repository private (an existing one keeps its setting)")
+    parser.add_argument("--commit-message", help="the message of the Hub commit")
     card_options(parser)
     args = {key: value for key, value in vars(parser.parse_args(argv)).items()
             if value is not None}

@@ -71,14 +71,14 @@ def check_moved_class_paths(text: str, where: str) -> None:
 
 
 def is_config_flag(flag: str) -> bool:
-    """``-c``, ``--config`` or an abbreviation of it that argparse takes (``--conf``)."""
-    return flag == "-c" or (len(flag) >= len("--co") and "--config".startswith(flag))
+    """``-c`` or ``--config`` (the parser takes no abbreviation of an option)."""
+    return flag in ("-c", "--config")
 
 
 def resolve_config_arguments(argv: list[str]) -> list[str]:
     """``argv`` with each ``--config`` value passed through :func:`resolve_config`, in every
-    form LightningCLI's parser takes: ``--config X``, ``--config=X``, ``-c X``, ``-c=X``,
-    ``-cX``, and abbreviations such as ``--conf X``."""
+    form LightningCLI's parser takes: ``--config X``, ``--config=X``, ``-c X``, ``-c=X`` and
+    ``-cX``."""
     resolved = list(argv)
     configs = []
     for index, arg in enumerate(argv):

@@ -6,11 +6,13 @@ them again, one PNG per image::
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from PIL import Image
 
 from lightning_vae.atomic import replacing
+from lightning_vae.cli.background import inverted, looks_inverted
 from lightning_vae.cli.loading import load_model, model_options, positive
 from lightning_vae.data.folder import list_images
 from lightning_vae.model import VAEModel
@@ -50,19 +52,30 @@ def open_image(path: Path) -> Image.Image:
 
 
 def reconstruct_files(model: VAEModel, inputs: list[str], out: str | Path,
-                      batch_size: int = 64) -> list[Path]:
-    """Write the reconstruction of every input image (files, or folders of them) as a PNG of the
-    model's size into ``out``; returns the files written."""
+                      batch_size: int = 64, invert: bool = False) -> list[Path]:
+    """Write the reconstruction of every input image (files, or folders of them; flipped
+    first with ``invert``) as a PNG of the model's size into ``out``; returns the files
+    written. Images that look inverted to the model are named in a hint on stderr."""
     pairs, out = output_names(inputs), Path(out)
-    written = []
+    written, suspects = [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         images = [open_image(source) for source, _ in chunk]
-        for (_, name), picture in zip(chunk, model.postprocess(model.reconstruct(images), "pil"),
+        images = [inverted(image) for image in images] if invert else images
+        batch = model.preprocess(images)
+        suspects += [src for (src, _), odd in zip(chunk, looks_inverted(model, batch), strict=True)
+                     if odd]
+        for (_, name), picture in zip(chunk, model.postprocess(model.reconstruct(batch), "pil"),
                                       strict=True):
             with replacing(out / name) as temporary:
                 picture.save(temporary, format="PNG")
             written.append(out / name)
+    if suspects:
+        which = f"{suspects[0]} and {len(suspects) - 1} more look" if suspects[1:] else (
+            f"{suspects[0]} looks")
+        fix = "leave out --invert" if invert else "pass --invert"
+        print(f"hint: {which} inverted to this model (background light where its images' is "
+              f"dark, or the reverse); if the output is noise, {fix}", file=sys.stderr)
     return written
 
 
@@ -75,9 +88,12 @@ def main(argv: list[str]) -> None:
     model_options(parser)
     parser.add_argument("images", nargs="+", help="image files, or folders of them")
     parser.add_argument("--out", default="reconstructions", help="output folder")
-    parser.add_argument("--batch-size", type=positive, default=64)
+    parser.add_argument("--batch-size", type=positive, default=64, help="images per batch")
+    parser.add_argument("--invert", action="store_true",
+                        help="flip the grey levels first (black-on-white digits for an MNIST "
+                             "model, which draws white on black)")
     args = parser.parse_args(argv)
     model = load_model(args.model, trusted=args.trusted, revision=args.revision,
                        device=args.device)
-    written = reconstruct_files(model, args.images, args.out, args.batch_size)
+    written = reconstruct_files(model, args.images, args.out, args.batch_size, args.invert)
     print(f"wrote {len(written)} reconstructions to {args.out}")

@@ -24,11 +24,13 @@ def main(argv: list[str]) -> None:
         prog="lightning-vae sample",
         description="Decode draws from the prior N(0, I) of a VAE into one grid PNG.")
     model_options(parser)
-    parser.add_argument("-n", "--num-samples", type=positive, default=64)
+    parser.add_argument("-n", "--num-samples", type=positive, default=64,
+                        help="images to draw (default: 64)")
     parser.add_argument("--out", default="samples.png",
                         help="the image file to write (.png, .jpg, .webp, ...)")
     parser.add_argument("--nrow", type=positive, default=8, help="images per row")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the prior draws: the same seed, the same grid")
     args = parser.parse_args(argv)
     model = load_model(args.model, trusted=args.trusted, revision=args.revision,
                        device=args.device)

@@ -27,8 +27,9 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,15 +116,19 @@ def read_final_metrics(metrics_csv: Path) -> dict[str, float]:
 
 def run_sweep(configs: Sequence[str], betas: Sequence[float], out: str | Path,
               fit_args: Sequence[str] = (), parallel: int | None = None,
-              group: str | None = None) -> list[RunResult]:
+              group: str | None = None, report: Callable[[str], object] | None = None
+              ) -> list[RunResult]:
     """Train one model per β and return the results in the order of ``betas``.
 
     ``parallel`` runs at once (default: the number of GPUs, else 1); with GPUs each run sees one
     (``CUDA_VISIBLE_DEVICES``), taken in turn. Runs share the W&B group ``group`` (env
     ``WANDB_RUN_GROUP``, which wandb.init reads) and are named ``beta=<β>``. A run that fails
-    keeps its log; the others go on.
+    keeps its log; the others go on. ``report`` receives a line as each run starts and ends
+    (:func:`progress_line`).
     """
     out = Path(out)
+    report = report or (lambda line: None)
+    lock, finished = threading.Lock(), [0]
     gpus = torch.cuda.device_count()
     parallel = parallel or max(gpus, 1)
     free_gpus: queue.Queue[str | None] = queue.Queue()
@@ -138,6 +143,8 @@ def run_sweep(configs: Sequence[str], betas: Sequence[float], out: str | Path,
         env = dict(os.environ, WANDB_RUN_GROUP=group, WANDB_NAME=f"beta={beta:g}")
         env.pop("WANDB_SERVICE", None)  # not this process's wandb service: its own, as from a shell
         gpu = free_gpus.get()
+        report(f"β={beta:g}: started, log in {log}")
+        started = time.monotonic()
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         elif parallel > 1:  # share the CPU cores instead of each run taking all of them
@@ -152,15 +159,26 @@ def run_sweep(configs: Sequence[str], betas: Sequence[float], out: str | Path,
         result = RunResult(beta, folder, log, returncode)
         if returncode != 0:
             result.error = f"exited with status {returncode}"
-            return result
-        try:
-            result.metrics = read_final_metrics(folder / "metrics.csv")
-        except (OSError, ValueError) as error:
-            result.error = str(error)
+        else:
+            try:
+                result.metrics = read_final_metrics(folder / "metrics.csv")
+            except (OSError, ValueError) as error:
+                result.error = str(error)
+        with lock:
+            finished[0] += 1
+            report(progress_line(result, finished[0], len(betas), time.monotonic() - started))
         return result
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(run, betas))
+
+
+def progress_line(result: RunResult, done: int, total: int, seconds: float) -> str:
+    """``[2/4] β=1 finished in 35 s: val/elbo -107.32``, or why it failed and where its log is."""
+    head = f"[{done}/{total}] β={result.beta:g}"
+    if result.error is not None:
+        return f"{head} failed after {seconds:.0f} s: {result.error}; log: {result.log}"
+    return f"{head} finished in {seconds:.0f} s: val/elbo {result.metrics['val/elbo']:.2f}"
 
 
 def gpu_slots(parallel: int, gpus: int, visible: str | None) -> list[str | None]:
@@ -282,7 +300,8 @@ def main(argv: list[str]) -> None:
     except FileNotFoundError as error:
         parser.error(str(error))
     out = args.out or Path("sweeps") / (args.group or time.strftime("beta-%Y%m%d-%H%M%S"))
-    results = run_sweep(configs, args.beta, out, fit_args, args.parallel, args.group)
+    results = run_sweep(configs, args.beta, out, fit_args, args.parallel, args.group,
+                        report=lambda line: print(line, flush=True))
     paths = write_summary(results, out)
     print(paths["markdown"].read_text(), end="")
     print("wrote " + ", ".join(str(path) for path in paths.values()))

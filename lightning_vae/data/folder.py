@@ -204,7 +204,7 @@ class ImageFolderDataModule(ImageDataModule):
         (when `warn`) or, when strict or when none is left, in an error."""
         if not self.data_dir.is_dir():
             raise FileNotFoundError(
-                f"no folder at {self.data_dir}: point data_dir (--data.init_args.data_dir) at "
+                f"no folder at {self.data_dir}: point data_dir (--data.data_dir) at "
                 "the folder of your images"
             )
         names, others = list_images(self.data_dir)
@@ -229,7 +229,7 @@ class ImageFolderDataModule(ImageDataModule):
                        + _listing(self.skipped, self.data_dir, verdicts))
             if self.strict:
                 raise ValueError(f"{listing}\nFix or remove these files, or pass strict=False "
-                                 "(--data.init_args.strict false) to train without them.")
+                                 "(--data.strict false) to train without them.")
             if warn:
                 rank_zero_warn(f"{listing}\nThese files are skipped.")
         return usable

@@ -198,7 +198,7 @@ def _placing_by_hand(spec: IDXDatasetSpec, missing: list[str], target: Path) -> 
     rest would fail the same way."""
     names = ", ".join(spec.files[key].name for key in missing)
     return (f"{spec.name} needs {names} (gzipped or not) in one folder: {target}, or any folder "
-            f"that data_dir (--data.init_args.data_dir) or ${DATA_ENV} points at.")
+            f"that data_dir (--data.data_dir) or ${DATA_ENV} points at.")
 
 
 def locate_files(

@@ -212,6 +212,8 @@ class ModelFolderMixin(
         local_files_only: bool = False,
         revision: str | None = None,
         map_location: str | torch.device = "cpu",
+        torch_dtype: torch.dtype | str | None = None,
+        subfolder: str | None = None,
         **model_kwargs: Any,
     ) -> T:
         """A model from a local folder, a zoo name or a Hub repository id (``"user/name"``),
@@ -221,18 +223,21 @@ class ModelFolderMixin(
         so ``HF_HUB_OFFLINE=1`` serves them from there. ``model_kwargs`` override config
         values. Only config.json and model.safetensors are read. A zoo name
         (:mod:`lightning_vae.hub.zoo`) loads the copy installed with the package, unless
-        ``revision`` or ``force_download`` asks for the Hub's.
+        ``revision`` or ``force_download`` asks for the Hub's. As in diffusers, ``torch_dtype``
+        (``torch.float16``, or its name ``"float16"``) casts the weights after loading, and
+        ``subfolder`` names the folder of the model inside the repository or folder.
         """
         if unknown := sorted(set(model_kwargs) - set(cls.argument_names())):
             raise TypeError(
                 f"from_pretrained got unknown arguments {unknown}: extra keyword arguments "
                 f"override config.json values; choose from {cls.argument_names()}"
             )
+        dtype = _floating_dtype(torch_dtype)
         folder = model_folder(pretrained_model_name_or_path, revision=revision,
                               cache_dir=cache_dir, force_download=force_download, token=token,
-                              local_files_only=local_files_only)
+                              local_files_only=local_files_only, subfolder=subfolder)
         model = super().from_pretrained(folder, map_location=map_location, overrides=model_kwargs)
-        return model.to(map_location).eval()
+        return model.to(map_location, dtype).eval()
 
     @classmethod
     def _from_pretrained(cls: type[T], *, model_id: str, config: dict[str, Any] | None,
@@ -291,6 +296,16 @@ class ModelFolderMixin(
     def check_config(cls, config: dict[str, Any], path: Path) -> None:
         """Refuse a config this model class cannot build, naming the fix (subclasses add
         checks, such as an unregistered architecture)."""
+
+
+def _floating_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``from_pretrained``'s ``torch_dtype``: a floating-point torch dtype, or its name."""
+    dtype = getattr(torch, torch_dtype, None) if isinstance(torch_dtype, str) else torch_dtype
+    if torch_dtype is not None and not (isinstance(dtype, torch.dtype)
+                                        and dtype.is_floating_point):
+        raise ValueError(f"torch_dtype={torch_dtype!r} is not a floating-point torch dtype; pass "
+                         "one such as torch.float16, torch.bfloat16 or torch.float32")
+    return dtype
 
 
 def _release(version: object, path: Path) -> tuple[int, int]:

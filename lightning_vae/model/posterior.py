@@ -51,6 +51,11 @@ class DiagonalGaussian:
         ])
         return self.mean + self.std * eps
 
+    def detached(self) -> "DiagonalGaussian":
+        """The same distribution with its parameters cut from the graph: densities of it pass
+        gradients to the points they are evaluated at only (DReG, Tucker et al. 2019)."""
+        return DiagonalGaussian(self.mean.detach(), self.logvar.detach())
+
     def mode(self) -> Tensor:
         """The most likely latent, μ: what a deterministic reconstruction decodes."""
         return self.mean

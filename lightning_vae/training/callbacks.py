@@ -4,8 +4,8 @@
 (reconstructions, prior samples, latent traversals, interpolations), so panels of different
 epochs and runs show the same inputs. :class:`LatentDiagnostics` logs the KL of each latent
 dimension and charts it with the active units. Pictures go to each logger in its own form
-(:func:`log_picture`): W&B images, TensorBoard images, PNG files in the log folder of any other
-logger (CSV). Only global rank zero draws and writes them, and it makes no collective call
+(:func:`log_picture`): W&B images, TensorBoard images, and PNG files in the run's folder
+whatever the logger. Only global rank zero draws and writes them, and it makes no collective call
 while doing so, so other ranks never wait on it.
 
 Add them to a recipe::
@@ -33,11 +33,24 @@ from lightning_vae.model import VAEModel
 from lightning_vae.training.module import VAE, images_of
 
 
+def run_folder(trainer: pl.Trainer) -> Path:
+    """The folder of this run, where Lightning's ModelCheckpoint puts its ``checkpoints/``:
+    ``save_dir/name/version`` of the first logger (``lightning_logs/version_3`` for TensorBoard
+    and CSV, ``lightning_logs/<project>/<run id>`` for W&B), or ``default_root_dir`` without a
+    logger. Asking a W&B logger starts its run."""
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(logger.save_dir or trainer.default_root_dir, str(logger.name or ""), version)
+
+
 def log_picture(trainer: pl.Trainer, key: str, picture: np.ndarray, caption: str | None = None
                 ) -> None:
     """Send a uint8 (H, W) or (H, W, 3) picture to every logger of ``trainer`` at the current
-    step: ``WandbLogger.log_image``, TensorBoard's ``add_image``, and for other loggers with a
-    ``log_dir`` (CSV) a PNG file ``<log_dir>/images/<key>/epoch=E-step=S.png``.
+    step (``WandbLogger.log_image``, TensorBoard's ``add_image``), and write it as a PNG file
+    ``<run folder>/images/<key>/epoch=E-step=S.png`` (:func:`run_folder`), where it can be
+    opened whatever the logger (without a logger, nothing is kept).
 
     Call it on global rank zero only (it writes files)."""
     step, epoch = trainer.global_step, trainer.current_epoch
@@ -48,10 +61,10 @@ def log_picture(trainer: pl.Trainer, key: str, picture: np.ndarray, caption: str
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, picture, step,
                                         dataformats="HW" if picture.ndim == 2 else "HWC")
-        elif logger.log_dir is not None:
-            folder = Path(logger.log_dir) / "images" / key
-            folder.mkdir(parents=True, exist_ok=True)
-            save_image(picture, folder / f"epoch={epoch:03d}-step={step:06d}.png")
+    if trainer.loggers:
+        folder = run_folder(trainer) / "images" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(picture, folder / f"epoch={epoch:03d}-step={step:06d}.png")
 
 
 def _warn_without_loggers(trainer: pl.Trainer, callback: pl.Callback) -> None:
@@ -127,7 +140,8 @@ class ImagePanels(pl.Callback):
         x = self.images.to(model.device, model.dtype)
         means = model.encode(x).mean
         pictures = {
-            "reconstructions": make_grid(torch.cat([x, model.decode(means)]), nrow=len(x)),
+            "reconstructions": make_grid(torch.cat([x, model.reconstruction(x)]),
+                                         nrow=len(x)),
             "samples": make_grid(model.decode(self.noise.to(means)), nrow=8),
             "traversals": make_grid(model.decode(self._traversal_codes(means[0])),
                                     nrow=self.traversal_steps),

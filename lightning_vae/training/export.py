@@ -22,6 +22,7 @@ from lightning_vae.training.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
 )
+from lightning_vae.training.module import WORKING_FOLDER_KEY
 
 
 def first_images(loader: Any, n: int = 8) -> Tensor | None:
@@ -42,6 +43,13 @@ def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path) -> Tensor |
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
     datamodule_type = datamodule_class(hparams)
     reason = "the checkpoint does not record an importable datamodule class"
+    data_dir, trained_in, note = hparams.get("data_dir"), checkpoint.get(WORKING_FOLDER_KEY), ""
+    if isinstance(data_dir, str) and not Path(data_dir).is_absolute():  # relative to the run's
+        if trained_in:
+            hparams = hparams | {"data_dir": str(Path(trained_in) / data_dir)}
+        else:
+            note = (f"; its data_dir {data_dir!r} is relative, and this checkpoint does not "
+                    "record the folder training ran in: run export from that folder")
     if datamodule_type is not None:
         try:
             datamodule = datamodule_type(
@@ -50,7 +58,7 @@ def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path) -> Tensor |
             images = first_images(datamodule.val_dataloader())
             return images if images is not None else first_images(datamodule.test_dataloader())
         except Exception as error:  # any failure only costs the picture its reconstructions
-            reason = f"{datamodule_type.__name__} could not load its data ({error})"
+            reason = f"{datamodule_type.__name__} could not load its data ({error}){note}"
     warnings.warn(f"{path}: the card shows prior samples only: {reason}", stacklevel=3)
     return None
 

@@ -8,6 +8,7 @@ arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
 """
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from lightning_vae.training.fast_path import (
 )
 from lightning_vae.training.noise import NoiseSource
 from lightning_vae.training.optimizers import build_optimizer, check_optimizer
+from lightning_vae.training.schedules import build_lr_schedule, check_lr_schedule
 from lightning_vae.training.step_logging import (
     device_scalar,
     per_step_progress_bar,
@@ -61,11 +63,12 @@ class VAE(pl.LightningModule):
     Losses are in nats per example: summed over pixels and latent dimensions, averaged over
     the batch.
 
+    ``arch``, ``image_shape``, ``latent_dim``, ``arch_options``, ``likelihood``,
+    ``likelihood_options``, ``prior`` and ``preprocessing`` are the model's (see
+    :class:`~lightning_vae.model.VAEModel`); ``lightning-vae fit`` takes ``image_shape`` and
+    ``preprocessing`` from the datamodule.
+
     Args:
-        arch, image_shape, latent_dim, arch_options, likelihood, likelihood_options, prior,
-            preprocessing: the model's (see :class:`~lightning_vae.model.VAEModel`);
-            ``lightning-vae fit`` takes ``image_shape`` and ``preprocessing`` from the
-            datamodule.
         beta: weight of the KL term (γ for the capacity objective).
         beta_schedule: "constant" or a dict such as ``{"name": "linear", "steps": 5000}``,
             ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
@@ -79,6 +82,9 @@ class VAE(pl.LightningModule):
         optimizer: "adam" or "adamw".
         lr: learning rate.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
+        lr_schedule: null (a constant learning rate) or ``{"name": "cosine", "warmup_steps":
+            N}`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at the end of
+            training; :mod:`lightning_vae.training.schedules`), stepped every optimizer step.
         fused_optimizer: use the single-kernel (fused) Adam/AdamW where torch has one for the
             parameters' device (CUDA; the CPU from torch 2.4), else torch's default.
         iw_samples: k of the importance-weighted bound logged as ``test/nll_iw`` (0 turns it
@@ -97,10 +103,12 @@ class VAE(pl.LightningModule):
             ``"max-autotune-no-cudagraphs"``; None runs eagerly. Compiling takes tens of
             seconds and is slower than eager on CPUs; evaluation always runs eagerly.
         cuda_graph: on a CUDA device, capture the training pass (forward, ELBO terms and
-            backward) in one CUDA graph after three eager steps and replay it at every step
-            (:mod:`lightning_vae.training.cuda_graph`); the optimizer steps outside it. Needs
-            one GPU, static shapes (``drop_last: true``; other batches run eagerly) and no
-            gradient clipping, accumulation, fp16 scaler nor learning-rate scheduler. Combines
+            backward) and the optimizer's step (capturable Adam/AdamW) in one CUDA graph after
+            three eager steps and replay it at every step
+            (:mod:`lightning_vae.training.cuda_graph`). Needs one GPU, static shapes
+            (``drop_last: true``; other batches run eagerly) and no gradient clipping,
+            accumulation, fp16 scaler nor learning-rate scheduler; ``on_before_optimizer_step``
+            hooks are not called. Combines
             with a ``compile_mode`` without CUDA graphs of its own. Elsewhere training runs
             eagerly.
     """
@@ -113,7 +121,7 @@ class VAE(pl.LightningModule):
         arch_options: dict[str, Any] | None = None,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         likelihood_options: dict[str, Any] | None = None,
-        prior: str = "standard_normal",
+        prior: str | dict[str, Any] = "standard_normal",
         preprocessing: dict[str, Any] | None = None,
         beta: float = 1.0,
         beta_schedule: str | dict[str, Any] = "constant",
@@ -121,6 +129,7 @@ class VAE(pl.LightningModule):
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: str | dict[str, Any] | None = None,
         fused_optimizer: bool = True,
         iw_samples: int = 5000,
         iw_chunk_size: int = 100,
@@ -141,6 +150,7 @@ class VAE(pl.LightningModule):
         if not is_real(weight_decay) or weight_decay < 0:
             raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
         check_compile_mode(compile_mode)
+        check_lr_schedule(lr_schedule)
         if cuda_graph and uses_cudagraphs(compile_mode):
             modes = [mode for mode in COMPILE_MODES if not uses_cudagraphs(mode)]
             raise ValueError(
@@ -165,8 +175,13 @@ class VAE(pl.LightningModule):
             stage: nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in ELBO_TERMS})
             for stage in ("val", "test")
         })
+        # Active units of all stochastic layers together, and of each when there are several
+        sizes = self.model.latent_sizes
         self.active_units = nn.ModuleDict({
-            stage: ActiveUnits(latent_dim) for stage in ("val", "test")})
+            stage: ActiveUnits(sum(sizes)) for stage in ("val", "test")})
+        self.layer_active_units = nn.ModuleDict({
+            stage: nn.ModuleList(ActiveUnits(size) for size in (sizes if len(sizes) > 1 else []))
+            for stage in ("val", "test")})
         self.test_kl_per_dim = KLPerDimension(latent_dim)
         self.test_mse = MeanSquaredError()
         self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
@@ -224,6 +239,11 @@ class VAE(pl.LightningModule):
         if card.get("training") is None:
             card["training"] = self.training_settings()
         return self.model.save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the folder the run was started from, against which ``export`` resolves a
+        relative ``data_dir`` of the datamodule when run from elsewhere."""
+        checkpoint[WORKING_FOLDER_KEY] = os.getcwd()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Read 0.1.0 checkpoints (weights at the top level of the state dict), record the step
@@ -316,12 +336,15 @@ class VAE(pl.LightningModule):
         return GraphedTrainingPass(self._training_pass, self.parameters())
 
     def on_train_start(self) -> None:
-        if self._graphed_pass is not None and self.trainer.lr_scheduler_configs:
+        if self._graphed_pass is None:
+            return
+        if self.trainer.lr_scheduler_configs:
             raise ValueError(
                 "model.cuda_graph=True steps the optimizer itself, and Lightning then leaves "
                 "learning-rate schedulers unstepped: remove the lr_scheduler, or set cuda_graph "
                 "false"
             )
+        self._graphed_pass.optimizer = self.trainer.optimizers[0]  # built after setup
 
     def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
         """What the CUDA graph captures: the terms and loss of a batch, with the objective's
@@ -329,13 +352,15 @@ class VAE(pl.LightningModule):
         return self._objective(self._training_terms(x), self._graph_weights)
 
     def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
-        """One optimizer step whose closure replays the training pass (forward and backward).
-        Stepping through Lightning's optimizer wrapper keeps ``global_step``, the optimizer
-        hooks and precision handling as in automatic optimization."""
+        """One training step replayed whole (forward, backward, optimizer step), counted as
+        one optimizer step by Lightning's optimizer wrapper, so ``global_step`` and the
+        checkpoints' step counts are those of automatic optimization."""
         for name, value in self.objective.weights(self._schedule_step()).items():
             self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
-        means = {}
-        self.optimizers().step(closure=lambda: means.update(self._graphed_pass(x)))
+        optimizer = self.optimizers()
+        optimizer._on_before_step()
+        means = self._graphed_pass(x)
+        optimizer._on_after_step()
         return means
 
     def _adversarial_training_step(self, x: Tensor) -> dict[str, Tensor]:
@@ -351,6 +376,8 @@ class VAE(pl.LightningModule):
         self.manual_backward(means["loss"] + means["disc_loss"])
         vae_optimizer.step()
         self.trainer.strategy.optimizer_step(discriminator_optimizer.optimizer, lambda: None)
+        if (scheduler := self.lr_schedulers()) is not None:  # the VAE's, once per step
+            scheduler.step()
         return means
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -395,23 +422,28 @@ class VAE(pl.LightningModule):
         self.log_dict({f"{stage}/{name}": value for name, value in means.items()
                        if name not in ELBO_TERMS and name not in extra_terms},
                       reduce_fx="max", sync_dist=True)  # constants: no batch-size weighting
-        self.active_units[stage].update(out.posterior.mean)
+        layer_means = [posterior.mean for posterior in out.layer_posteriors]
+        self.active_units[stage].update(torch.cat(layer_means, dim=1))
         self.log(f"{stage}/active_units", self.active_units[stage])
+        for layer, metric in enumerate(self.layer_active_units[stage]):
+            metric.update(layer_means[layer])
+            self.log(f"{stage}/active_units/{layer}", metric)
         return x, out.posterior
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, "val", self._generator("val", dataloader_idx, batch_idx))
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """The ELBO terms and active units, then KL per dimension, pixel MSE of the
-        reconstruction from the posterior mode, the importance-weighted NLL and, for batches
-        ``(images, factors)`` with factor classes (B, K) (dSprites), the disentanglement scores
-        of the posterior means: ``test/mig``, ``test/factorvae_score``, ``test/dci_d``,
-        ``test/sap`` (see :mod:`lightning_vae.metrics`)."""
+        """The ELBO terms and active units, then KL per dimension (of the top layer, for a
+        hierarchical model), pixel MSE of the reconstruction from the posterior mode, the
+        importance-weighted NLL and, for batches ``(images, factors)`` with factor classes
+        (B, K) (dSprites), the disentanglement scores of the posterior means: ``test/mig``,
+        ``test/factorvae_score``, ``test/dci_d``, ``test/sap`` (see :mod:`lightning_vae.metrics`).
+        """
         generator = self._generator("test", dataloader_idx, batch_idx)
         x, posterior = self._evaluation_step(batch, "test", generator)
         self.test_kl_per_dim.update(posterior.kl_per_dim())
-        self.test_mse.update(self.model.decode(posterior.mode()), x)
+        self.test_mse.update(self.model.reconstruction(x, posterior), x)
         self.log("test/mse", self.test_mse)
         if self.test_nll_iw is not None:
             self.test_nll_iw.update(x, posterior, self.model, generator)
@@ -429,15 +461,23 @@ class VAE(pl.LightningModule):
         self.test_kl_per_dim.reset()
         self.log_dict({f"test/kl_dim/{i}": kl for i, kl in enumerate(kl_per_dim)}, sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
-        """The VAE's optimizer; with a discriminator, also the objective's own for its
-        parameters, which the VAE's leaves out."""
+    def configure_optimizers(self) -> Any:
+        """The VAE's optimizer (with its learning-rate schedule, if any); with a discriminator,
+        also the objective's own optimizer for its parameters, which the VAE's leaves out."""
         parameters = [p for name, p in self.named_parameters() if not name.startswith("objective.")]
         optimizer = build_optimizer(self.hparams.optimizer, parameters, self.hparams.lr,
-                                    self.hparams.weight_decay, fused=self.hparams.fused_optimizer)
-        if self.adversarial:
-            return [optimizer, self.objective.discriminator_optimizer()]
-        return optimizer
+                                    self.hparams.weight_decay,
+                                    fused=self.hparams.fused_optimizer,
+                                    capturable=self.hparams.cuda_graph)
+        scheduler = None if self.hparams.get("lr_schedule") is None else build_lr_schedule(
+            self.hparams.lr_schedule, optimizer, self.trainer.estimated_stepping_batches)
+        if self.adversarial:  # the schedule is stepped by _adversarial_training_step
+            optimizers = [optimizer, self.objective.discriminator_optimizer()]
+            return optimizers if scheduler is None else (optimizers, [scheduler])
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def upgrade_state_dict(state: dict[str, Tensor]) -> None:
@@ -451,6 +491,10 @@ def objective_terms(objective: Objective, model: VAEModel, x: Tensor,
                     generator: torch.Generator | None) -> dict[str, Tensor]:
     """The per-example terms of a training batch: a plain function, so it compiles once."""
     return objective.terms(model, x, generator)[1]
+
+
+WORKING_FOLDER_KEY = "lightning_vae_working_folder"
+"""The checkpoint entry holding the folder training was started from."""
 
 
 def images_of(batch: Any) -> Tensor:

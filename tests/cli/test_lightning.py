@@ -109,7 +109,7 @@ def test_a_subcommands_help_names_the_command_and_ends_with_what_the_package_add
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: lightning-vae [options] {command} ")
+    assert out.startswith(f"usage: lightning-vae {command} [--config RECIPE] ")
     notes = " ".join(out.split()[-60:])
     assert "--ckpt_path last is the newest last.ckpt of this recipe's earlier runs" in notes
     assert "--wandb logs to Weights & Biases" in notes and "LIGHTNING_VAE_TRACEBACK=1" in notes

@@ -46,17 +46,17 @@ def test_every_recipe_of_the_repository_is_installed_training_recipes_first():
 def test_config_arguments_name_the_installed_recipes_from_a_folder_without_them(elsewhere):
     argv = ["fit", "--config", "recipes/mnist_vae.yaml", "-c", "trainer/ddp.yaml",
             "--config=recipes/logging/wandb.yaml", "--model.beta", "4", "-c=mnist_vae.yaml",
-            "-crecipes/mnist_vae.yaml", "--conf", "mnist_vae.yaml", "--confi=mnist_vae.yaml"]
+            "-crecipes/mnist_vae.yaml"]
     recipe = str(RECIPES_ROOT / "mnist_vae.yaml")
     assert resolve_config_arguments(argv) == [
         "fit", "--config", recipe, "-c", str(RECIPES_ROOT / "trainer" / "ddp.yaml"),
         f"--config={RECIPES_ROOT / 'logging' / 'wandb.yaml'}", "--model.beta", "4",
-        f"-c={recipe}", f"-c{recipe}", "--conf", recipe, f"--confi={recipe}"]
+        f"-c={recipe}", f"-c{recipe}"]
 
 
 def test_every_form_of_the_config_flag_reaches_lightning_cli_resolved(elsewhere, capsys):
     with pytest.raises(SystemExit) as stop:  # --print_config prints, then exits
-        main(["fit", "-c=recipes/mnist_vae.yaml", "--confi", "recipes/trainer/gpu_fast.yaml",
+        main(["fit", "-c=recipes/mnist_vae.yaml", "--config", "recipes/trainer/gpu_fast.yaml",
               "--print_config"])
     assert stop.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
@@ -137,8 +137,8 @@ trainer:
 """
 
 
-@pytest.mark.parametrize("form", [["--config", "{}"], ["--config={}"], ["-c", "{}"], ["-c{}"],
-                                  ["--conf={}"]], ids=" ".join)
+@pytest.mark.parametrize("form", [["--config", "{}"], ["--config={}"], ["-c", "{}"], ["-c{}"]],
+                         ids=" ".join)
 def test_a_recipe_naming_a_class_path_of_0_1_0_stops_in_one_line_naming_the_new_one(
         form, tmp_path, capsys):
     path = tmp_path / "old.yaml"

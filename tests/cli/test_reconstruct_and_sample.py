@@ -179,3 +179,27 @@ def test_a_failed_write_leaves_the_earlier_picture_whole(sources, tmp_path):
                                     "large); it was left as it was")
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left
+
+
+def test_a_black_on_white_digit_gets_a_hint_and_invert_reconstructs_it(tmp_path, capsys):
+    """The zoo's MNIST model draws white digits on black: a scanned black-on-white digit would
+    come back as noise, so the command says so, and --invert makes it a digit again."""
+    model = from_pretrained("lightning-vae/mnist-vae")
+    with torch.no_grad():
+        digit = model.postprocess(model.sample(1, torch.Generator().manual_seed(3)), "pil")[0]
+    Image.fromarray(255 - np.asarray(digit)).save(tmp_path / "scan.png")
+    main(["reconstruct", "lightning-vae/mnist-vae", str(tmp_path / "scan.png"),
+          "--out", str(tmp_path / "plain")])
+    (hint,) = capsys.readouterr().err.strip().splitlines()
+    assert hint == (f"hint: {tmp_path / 'scan.png'} looks inverted to this model (background "
+                    "light where its images' is dark, or the reverse); if the output is noise, "
+                    "pass --invert")
+    main(["reconstruct", "lightning-vae/mnist-vae", str(tmp_path / "scan.png"),
+          "--out", str(tmp_path / "inverted"), "--invert"])
+    assert capsys.readouterr().err == ""
+
+    def error(name: str) -> float:  # against the digit the scan was made from
+        with Image.open(tmp_path / name / "scan.png") as picture:
+            return float(np.abs(np.asarray(picture, float) - np.asarray(digit, float)).mean())
+
+    assert error("inverted") < 40 < error("plain")

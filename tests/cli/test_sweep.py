@@ -14,6 +14,7 @@ from lightning_vae.cli.sweep import (
     fit_command,
     gpu_slots,
     parse_betas,
+    progress_line,
     read_final_metrics,
     write_summary,
 )
@@ -114,7 +115,9 @@ def test_a_failing_run_exits_nonzero_after_writing_the_summary(tmp_path, capsys)
               "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 1
     log = tmp_path / "out" / "beta_2" / "fit.log"
-    assert "β=2 failed: exited with status" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "β=2 failed: exited with status" in err
+    assert out.startswith(f"β=2: started, log in {log}\n[1/1] β=2 failed after ")
     assert "missing.yaml" in log.read_text()
     assert "failed" in (tmp_path / "out" / "summary.md").read_text()
     assert not (tmp_path / "out" / "rate_distortion.png").exists()
@@ -154,3 +157,12 @@ def test_sweep_on_real_mnist_shows_the_larger_beta_with_the_smaller_kl(shared_mn
     assert float(rows[16.0]["val_recon"]) > float(rows[0.25]["val_recon"])
     assert Image.open(out / "rate_distortion.png").size == (500, 400)
     assert "| 0.25 |" in (out / "summary.md").read_text()
+
+
+def test_each_finished_run_is_reported_as_it_ends_with_its_elbo_or_its_log(tmp_path):
+    done = RunResult(4.0, tmp_path / "beta_4", tmp_path / "beta_4/fit.log", 0, dict(VAL))
+    failed = RunResult(16.0, tmp_path / "beta_16", tmp_path / "beta_16/fit.log", 1,
+                       error="exited with status 1")
+    assert progress_line(done, 1, 2, 34.6) == "[1/2] β=4 finished in 35 s: val/elbo -115.75"
+    assert progress_line(failed, 2, 2, 3.2) == (
+        f"[2/2] β=16 failed after 3 s: exited with status 1; log: {tmp_path}/beta_16/fit.log")

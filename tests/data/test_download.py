@@ -169,5 +169,5 @@ def test_a_failed_data_set_download_names_every_file_needed_and_where_to_put_the
     assert message.endswith(
         "MNIST needs train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (gzipped or not) in one folder: "
-        f"{data_dir / 'MNIST' / 'raw'}, or any folder that data_dir (--data.init_args.data_dir) "
+        f"{data_dir / 'MNIST' / 'raw'}, or any folder that data_dir (--data.data_dir) "
         "or $LIGHTNING_VAE_DATA points at.")

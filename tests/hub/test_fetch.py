@@ -180,3 +180,44 @@ def test_a_checkpoint_file_is_pointed_to_export(tmp_path):
     expected = re.escape(f"lightning-vae export {checkpoint} FOLDER")
     with pytest.raises(FileNotFoundError, match=expected):
         VAEModel.from_pretrained(checkpoint)
+
+
+# --- zoo names --------------------------------------------------------------------------------
+
+
+def test_a_mistyped_zoo_name_names_the_closest_model_without_asking_the_hub(hub_server,
+                                                                            tmp_path):
+    """The zoo's account holds the zoo and nothing else: a name there that is not a zoo model
+    is a typo, reported at once, not after half a minute of retries as a connection failure."""
+    hub_server.seen = 0
+    hub_server.answer = (500, {}, b"")  # a Hub that answers at all would be retried for ~20 s
+
+    def counting_head(handler) -> None:
+        type(handler).seen += 1
+        HubStandIn.do_HEAD(handler)
+
+    hub_server.do_HEAD = counting_head
+    with pytest.raises(FileNotFoundError) as error:
+        lightning_vae.from_pretrained("lightning-vae/mnist-vea", cache_dir=tmp_path)
+    assert str(error.value) == (
+        "'lightning-vae/mnist-vea' is not a zoo model; did you mean 'lightning-vae/mnist-vae'?; "
+        "the zoo has lightning-vae/mnist-vae, lightning-vae/mnist-beta-vae, "
+        "lightning-vae/fashion-mnist-vae (`lightning-vae zoo` lists them)")
+    assert hub_server.seen == 0
+
+
+def test_the_cli_reports_a_mistyped_zoo_name_in_one_line(capsys):
+    from lightning_vae.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["sample", "lightning-vae/fashion-mnist-vea"])
+    first = str(stopped.value.code).splitlines()[0]
+    assert first.startswith("lightning-vae sample: error: 'lightning-vae/fashion-mnist-vea' is "
+                            "not a zoo model; did you mean 'lightning-vae/fashion-mnist-vae'?")
+
+
+def test_a_zoo_name_without_its_account_missing_offline_suggests_the_zoo_model(tmp_path,
+                                                                               offline):
+    with pytest.raises(FileNotFoundError, match=r"unset HF_HUB_OFFLINE.*; did you mean "
+                       r"'lightning-vae/mnist-vae'\?$"):
+        lightning_vae.from_pretrained("mnist-vae", cache_dir=tmp_path)

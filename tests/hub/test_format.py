@@ -391,3 +391,44 @@ def test_a_folder_written_by_0_1_0_fine_tunes_with_its_weights_and_new_training_
     module = VAE.from_pretrained(FIXTURES / "mlp-tiny", lr=3e-4)
     assert module.hparams.lr == 3e-4 and module.hparams.beta == 1.0  # not 0.1.0's β of 2
     assert_reproduces_0_1_0_outputs(module.model.eval())
+
+
+# --- diffusers' loading arguments --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, "float16"])
+def test_torch_dtype_casts_the_loaded_weights_as_diffusers_does(tmp_path, dtype):
+    saved = save_small_model(tmp_path / "model")
+    full = lightning_vae.from_pretrained(saved)
+    half = lightning_vae.from_pretrained(saved, torch_dtype=dtype)
+    expected = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    assert half.dtype == expected
+    assert {tensor.dtype for tensor in half.state_dict().values()} == {expected}
+    for name, tensor in full.state_dict().items():
+        assert torch.equal(half.state_dict()[name], tensor.to(expected))
+
+
+def test_a_torch_dtype_that_is_not_floating_point_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"torch_dtype=torch.int8 is not a floating-point torch "
+                       r"dtype; pass one such as torch.float16"):
+        lightning_vae.from_pretrained(save_small_model(tmp_path / "m"), torch_dtype=torch.int8)
+
+
+def test_subfolder_loads_the_model_inside_a_folder_and_a_hub_repo(tmp_path, offline):
+    saved = save_small_model(tmp_path / "pipeline" / "vae")
+    x = images(3)
+    expected = outputs(lightning_vae.from_pretrained(saved), x)
+    assert_identical(outputs(lightning_vae.from_pretrained(
+        tmp_path / "pipeline", subfolder="vae"), x), expected)
+    snapshot = write_hub_cache(saved, tmp_path / "hf-cache", "someuser/pipeline", COMMIT)
+    (snapshot / "vae").mkdir()
+    for link in [path for path in snapshot.iterdir() if path.is_symlink()]:
+        blob = (snapshot / os.readlink(link)).resolve()
+        link.unlink()
+        (snapshot / "vae" / link.name).symlink_to(os.path.relpath(blob, snapshot / "vae"))
+    by_id = lightning_vae.from_pretrained("someuser/pipeline", subfolder="vae",
+                                          cache_dir=tmp_path / "hf-cache")
+    assert_identical(outputs(by_id, x), expected)
+    with pytest.raises(FileNotFoundError, match=r"pipeline has no subfolder 'unet'; its "
+                       r"folders: vae$"):
+        lightning_vae.from_pretrained(tmp_path / "pipeline", subfolder="unet")

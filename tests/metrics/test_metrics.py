@@ -1,65 +1,16 @@
 import math
-from dataclasses import dataclass
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from linear_gaussian import LinearGaussian, linear_gaussian
 from torch import Tensor, nn
-from torch.distributions import MultivariateNormal
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_vae import VAE, StandardNormal, VAEModel, register_architecture
+from lightning_vae import VAE, StandardNormal, register_architecture
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
-from lightning_vae.model.likelihoods import Gaussian
 from lightning_vae.model.posterior import DiagonalGaussian
 from lightning_vae.objectives import importance_weighted_bound
-
-# --- a linear-Gaussian VAE, whose log-likelihood is known exactly ------------------------------
-
-
-@dataclass
-class LinearGaussian:
-    x: Tensor
-    posterior: DiagonalGaussian
-    w: Tensor
-    sigma: float
-    exact: Tensor  # log p(x), shape (N,)
-    elbo: Tensor  # closed form, shape (N,)
-
-    def likelihood(self, z: Tensor) -> Gaussian:
-        """p(x|z) = N(Wz, σ²I)."""
-        return Gaussian(z @ self.w.T, torch.tensor(2 * math.log(self.sigma)))
-
-    @property
-    def prior(self) -> StandardNormal:
-        """p(z) = N(0, I): with ``likelihood``, what the NLL metric reads of a model."""
-        return StandardNormal(self.w.shape[1])
-
-    log_weights = VAEModel.log_weights  # the model's weights, from this likelihood and prior
-
-
-def linear_gaussian(n: int = 300, pixels: int = 6, latent_dim: int = 3,
-                    sigma: float = 0.5) -> LinearGaussian:
-    """p(z) = N(0, I), p(x|z) = N(Wz, σ²I), so p(x) = N(0, WWᵀ + σ²I). The encoder is linear but
-    deliberately off: its mean over-shoots the optimal posterior mean by 10% (plus noise) and
-    its variance is 0.7 of the true posterior's marginal variances."""
-    generator = torch.Generator().manual_seed(0)
-    w = torch.randn(pixels, latent_dim, generator=generator)
-    covariance = w @ w.T + sigma**2 * torch.eye(pixels)
-    x = torch.randn(n, pixels, generator=generator) @ torch.linalg.cholesky(covariance).T
-    precision = w.T @ w + sigma**2 * torch.eye(latent_dim)
-    best_mean_map = torch.linalg.solve(precision, w.T)
-    mean_map = 1.1 * best_mean_map + 0.05 * torch.randn(latent_dim, pixels, generator=generator)
-    variance = 0.7 * sigma**2 * torch.linalg.inv(precision).diagonal()
-    posterior = DiagonalGaussian(x @ mean_map.T, variance.log().expand(n, latent_dim))
-    # E_q[log p(x|z)] in closed form: the squared error of the mean plus the spread of Wz.
-    expected_sq_error = ((x - posterior.mean @ w.T).pow(2)
-                         + posterior.std.pow(2) @ w.pow(2).T).sum(-1)
-    expected_log_px_z = (-0.5 * pixels * math.log(2 * math.pi * sigma**2)
-                         - expected_sq_error / (2 * sigma**2))
-    exact = MultivariateNormal(torch.zeros(pixels), covariance).log_prob(x)
-    return LinearGaussian(x, posterior, w, sigma, exact,
-                          expected_log_px_z - posterior.kl())
 
 
 def bound(model: LinearGaussian, k: int, chunk_size: int | None = 100, seed: int = 0) -> Tensor:

@@ -136,3 +136,11 @@ def test_cuda_graph_is_refused_for_an_objective_with_a_discriminator():
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         build_objective(1.0, "constant", {**OBJECTIVE, **options})
+
+
+def test_a_learning_rate_schedule_steps_the_vae_optimizer_once_per_step(tmp_path):
+    module = factorvae_module(lr_schedule={"name": "cosine", "warmup_steps": 10})
+    trainer = fit(module, 3, tmp_path)
+    vae_optimizer, discriminator_optimizer = trainer.optimizers
+    assert vae_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 4 / 10)  # warm-up step 4
+    assert discriminator_optimizer.param_groups[0]["lr"] == OBJECTIVE["lr"]  # its own, constant

@@ -101,6 +101,10 @@ def test_tensorboard_gets_image_summaries_of_the_expected_grid_sizes(tmp_path):
         images = events.Images(f"panels/{name}")
         assert [(image.step, image.height, image.width) for image in images] == [
             (4, *size), (8, *size)]
+    # and as PNG files in the run's folder, beside its checkpoints, to open without TensorBoard
+    assert png_sizes(Path(logger.log_dir) / "images" / "panels") == {
+        name: [size, size] for name, size in EXPECTED_SIZES.items()}
+    assert len(list(Path(logger.log_dir).glob("images/diagnostics/kl_per_dim/*.png"))) == 2
 
 
 def test_panels_show_the_first_validation_images_and_repeat_exactly(tmp_path):

@@ -178,6 +178,40 @@ def test_export_cli_round_trips_a_checkpoint_written_by_lightning_vae_fit(
         assert picture.size == (2 + 8 * 30, 2 + 4 * 30)
 
 
+def test_export_from_another_folder_finds_a_relative_data_dir_where_training_ran(
+        tmp_path, tiny_mnist_dir, monkeypatch, recwarn):
+    """``--data.data_dir data`` is relative to the folder fit ran in; export run elsewhere finds
+    the data there (the checkpoint records that folder), so the card keeps its reconstructions.
+    A checkpoint that does not record it (0.1.0's) gets a warning saying so."""
+    training = tmp_path / "project"
+    (training / "data").mkdir(parents=True)
+    for file in tiny_mnist_dir.iterdir():
+        (training / "data" / file.name).symlink_to(file)
+    monkeypatch.chdir(training)
+    monkeypatch.setattr(sys, "argv", ["lightning-vae"])
+    main(["fit", "--data", "lightning_vae.data.MNISTDataModule", "--data.data_dir", "data",
+          "--data.download", "false", "--data.val_size", "64", "--model.arch", "mlp",
+          "--model.latent_dim", "2", "--model.arch_options", '{"hidden_dims": [8]}',
+          "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1",
+          "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+          "--trainer.enable_progress_bar", "false"])
+    [checkpoint] = training.rglob("*.ckpt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["export", str(checkpoint), "hub"])
+    assert "Top two rows: validation images" in (elsewhere / "hub" / "README.md").read_text()
+    assert not [w for w in recwarn if "prior samples only" in str(w.message)]
+
+    raw = torch.load(checkpoint, weights_only=True)
+    del raw["lightning_vae_working_folder"]
+    torch.save(raw, elsewhere / "old.ckpt")
+    with pytest.warns(UserWarning, match=r"(?s)prior samples only: .*its data_dir 'data' is "
+                      r"relative, and this checkpoint does not record the folder training ran "
+                      r"in: run export from that folder"):
+        main(["export", str(elsewhere / "old.ckpt"), "old"])
+
+
 # --- pushing ----------------------------------------------------------------------------------
 
 

@@ -167,6 +167,14 @@ def test_offline_fit_records_elbo_terms_hyperparameters_panels_and_checkpoints(
         assert (run.folder / "files" / media).is_file()
     assert any("diagnostics/kl_per_dim/filenames" in row for row in run.history)
     assert "model" in run.artifacts  # log_model: the checkpoints as a W&B model artifact
+    # the run's own folder (beside its checkpoints) holds its config and its panels as PNGs;
+    # none is written where every W&B run of this save_dir would overwrite it
+    (folder,) = (tmp_path / "wandb_dir" / "lightning-vae").iterdir()
+    assert folder.name == run.folder.name.rsplit("-", 1)[-1]  # the W&B run id
+    assert yaml.safe_load((folder / "config.yaml").read_text())["model"]["beta"] == 2.5
+    assert list(folder.glob("checkpoints/*.ckpt"))
+    assert {path.parent.name for path in folder.glob("images/panels/*/*.png")} == set(PANELS)
+    assert not (tmp_path / "wandb_dir" / "config.yaml").exists()
 
 
 # --- the W&B sweep file ----------------------------------------------------------------------
