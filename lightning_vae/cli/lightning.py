@@ -149,6 +149,15 @@ class VAECLI(LightningCLI):
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
         parser.link_arguments("data.preprocessing", "model.preprocessing",
                               apply_on="instantiate")
+        parser.add_argument("--test_after_fit", type=bool, default=False,
+                            help="fit: test the trained weights on the test set when training "
+                                 "ends, in the same run and loggers (how a sweep's runs log "
+                                 "test/mig)")
+
+    def after_fit(self) -> None:
+        """``--test_after_fit true``: the test metrics of the weights the fit ended with."""
+        if self.config_init[self.subcommand].get("test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule)
 
     def before_fit(self) -> None:
         """Name the data set in every logger's run config (Lightning logs the datamodule's

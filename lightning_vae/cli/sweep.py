@@ -11,6 +11,13 @@ reconstruction, the distortion; Alemi et al. 2018)::
 Every run also logs to a CSVLogger in its own folder ``<out>/beta_<β>/``, which the summary reads,
 beside whatever logger its configuration chooses. With W&B on (``--wandb`` or
 ``--config recipes/logging/wandb.yaml`` after ``--``), the runs share a W&B group.
+
+Runs that test after fitting (``test_after_fit: true``, as the dSprites recipes set, or
+``-- --test_after_fit true``) on data with known factors log disentanglement scores
+(:data:`SCORE_METRICS`); the summary then adds them as columns and plots each against β
+(``disentanglement.png``)::
+
+    lightning-vae sweep --config recipes/dsprites_tcvae.yaml --beta 1,4,16 --out sweeps/tcvae
 """
 
 import argparse
@@ -33,6 +40,8 @@ from lightning_vae.cli.recipes import resolve_config, resolve_config_arguments
 
 SUMMARY_METRICS = ("val/recon", "val/kl", "val/elbo", "val/active_units")
 """The final validation metrics a sweep reports for each β, in nats per example (units: count)."""
+SCORE_METRICS = ("test/mig", "test/factorvae_score", "test/dci_d", "test/sap")
+"""The disentanglement scores a sweep reports for each β when its runs logged them."""
 
 
 @dataclass
@@ -86,7 +95,8 @@ def fit_command(configs: Sequence[str], beta: float, folder: Path, fit_args: Seq
 
 
 def read_final_metrics(metrics_csv: Path) -> dict[str, float]:
-    """The last logged value of each of :data:`SUMMARY_METRICS` in a CSVLogger's metrics.csv."""
+    """The last logged value of each of :data:`SUMMARY_METRICS` in a CSVLogger's metrics.csv,
+    and of those of :data:`SCORE_METRICS` the run logged."""
     if not metrics_csv.is_file():
         raise FileNotFoundError(
             f"{metrics_csv} is missing: the run wrote no CSV log (--trainer.fast_dev_run turns "
@@ -94,7 +104,8 @@ def read_final_metrics(metrics_csv: Path) -> dict[str, float]:
     final: dict[str, float] = {}
     with metrics_csv.open(newline="") as file:
         for row in csv.DictReader(file):
-            final.update({key: float(row[key]) for key in SUMMARY_METRICS if row.get(key)})
+            final.update({key: float(row[key]) for key in (*SUMMARY_METRICS, *SCORE_METRICS)
+                          if row.get(key)})
     if missing := [key for key in SUMMARY_METRICS if key not in final]:
         raise ValueError(
             f"{metrics_csv} has no {', '.join(missing)}: validation never ran (a run that stops "
@@ -181,15 +192,19 @@ def gpu_slots(parallel: int, gpus: int, visible: str | None) -> list[str | None]
 
 
 def write_summary(results: Sequence[RunResult], out: str | Path) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and (if any run succeeded) ``rate_distortion.png``
-    in ``out``; return their paths by kind ("csv", "markdown", "plot")."""
+    """Write ``summary.csv``, ``summary.md``, (if any run succeeded) ``rate_distortion.png`` and
+    (if any logged :data:`SCORE_METRICS`) ``disentanglement.png`` in ``out``; return their paths
+    by kind ("csv", "markdown", "plot", "scores_plot")."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    header = ["beta", *(key.replace("/", "_") for key in SUMMARY_METRICS), "status"]
+    done = [result for result in results if result.metrics]
+    scores = [key for key in SCORE_METRICS if any(key in result.metrics for result in done)]
+    columns = [*SUMMARY_METRICS, *scores]
+    header = ["beta", *(key.replace("/", "_") for key in columns), "status"]
     rows = []
     for result in results:
-        values = [_number(result.metrics[key]) if result.metrics else ""
-                  for key in SUMMARY_METRICS]
+        values = [_number(result.metrics[key]) if result.metrics and key in result.metrics
+                  else "" for key in columns]
         status = "ok" if result.error is None else f"failed: {result.error} (log: {result.log})"
         rows.append([f"{result.beta:g}", *values, status])
     paths = {"csv": out / "summary.csv", "markdown": out / "summary.md"}
@@ -198,14 +213,40 @@ def write_summary(results: Sequence[RunResult], out: str | Path) -> dict[str, Pa
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     paths["markdown"].write_text("\n".join(lines) + "\n")
-    done = [result for result in results if result.metrics]
     if done:
         paths["plot"] = plot_rate_distortion(done, out / "rate_distortion.png")
+    if scores:
+        paths["scores_plot"] = plot_scores(done, scores, out / "disentanglement.png")
     return paths
 
 
 def _number(value: float) -> str:
-    return f"{value:g}" if value.is_integer() else f"{value:.2f}"
+    if value.is_integer():
+        return f"{value:g}"
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"  # scores lie in [0, 1]
+
+
+def plot_scores(results: Sequence[RunResult], scores: Sequence[str], path: str | Path) -> Path:
+    """Each of ``scores`` (disentanglement scores in [0, 1]) against β, one line per score over
+    the runs that logged it, β on a log axis, as a PNG. Needs matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 4), dpi=100, layout="tight")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for key in scores:
+        logged = sorted((result.beta, result.metrics[key]) for result in results
+                        if key in result.metrics)
+        axes.plot(*zip(*logged, strict=True), "o-", label=key.removeprefix("test/"))
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("β")
+    axes.set_ylabel("score (test set)")
+    axes.set_title("disentanglement by β")
+    axes.legend()
+    figure.savefig(path)
+    return Path(path)
 
 
 def plot_rate_distortion(results: Sequence[RunResult], path: str | Path) -> Path:

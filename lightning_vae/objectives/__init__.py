@@ -1,10 +1,11 @@
 """Training objectives, one file each. A recipe's ``beta_schedule`` names the β-weighted ELBO's
 schedule: ``constant``, ``linear`` and ``cyclical`` β (:mod:`.beta`), ``capacity``
 (:mod:`.capacity`); its ``objective`` names what is optimised around that schedule (``elbo``,
-the schedule's own, or ``iwae``, the importance-weighted autoencoder, :mod:`.iwae`). The
-importance-weighted bound used for evaluation is in :mod:`.importance_weighted`."""
+the schedule's own; ``iwae``, the importance-weighted autoencoder, :mod:`.iwae`; ``tcvae``,
+:mod:`.tcvae`; ``factorvae``, :mod:`.factorvae`). The importance-weighted bound used for
+evaluation is in :mod:`.importance_weighted`."""
 
-from lightning_vae.objectives import beta, capacity, iwae  # noqa: F401  (registers them)
+from lightning_vae.objectives import beta, capacity, factorvae, iwae, tcvae  # noqa: F401  (registers)
 from lightning_vae.objectives.base import (
     BETA_SCHEDULES,
     OBJECTIVES,

@@ -6,6 +6,7 @@ from lightning_vae.training.ema import EMA
 from lightning_vae.training.export import PushToHub, export_checkpoint, push
 from lightning_vae.training.host_memory import ReuseFreedMemory
 from lightning_vae.training.module import VAE
+from lightning_vae.training.traversals import LatentTraversals
 
-__all__ = ["EMA", "VAE", "ImagePanels", "LatentDiagnostics", "PushToHub", "ReuseFreedMemory",
-           "export_checkpoint", "push"]
+__all__ = ["EMA", "VAE", "ImagePanels", "LatentDiagnostics", "LatentTraversals", "PushToHub",
+           "ReuseFreedMemory", "export_checkpoint", "push"]

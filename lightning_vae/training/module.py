@@ -20,7 +20,15 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 
 from lightning_vae.checks import check_bool, check_number, is_real
-from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
+from lightning_vae.metrics import (
+    ActiveUnits,
+    DCIDisentanglement,
+    FactorVAEScore,
+    ImportanceWeightedNLL,
+    KLPerDimension,
+    MutualInformationGap,
+    SAPScore,
+)
 from lightning_vae.model import DiagonalGaussian, VAEModel
 from lightning_vae.objectives import Objective, build_objective
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
@@ -68,7 +76,9 @@ class VAE(pl.LightningModule):
             (:mod:`lightning_vae.objectives`).
         objective: what is optimised around the β schedule: "elbo" (the β-weighted negative
             ELBO), or a registered objective's name or dict with its options
-            (:mod:`lightning_vae.objectives`).
+            (:mod:`lightning_vae.objectives`), e.g. ``{"name": "tcvae", "dataset_size": N}``.
+            An objective with parameters of its own (``factorvae``'s discriminator) is a
+            submodule, trained by a second optimizer of its own in manual optimization.
         optimizer: "adam" or "adamw".
         lr: learning rate.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
@@ -152,6 +162,12 @@ class VAE(pl.LightningModule):
         if channels_last:  # 4-d weights only; their layout decides the convolutions' output
             self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(beta, beta_schedule, objective)
+        if self.adversarial:
+            if cuda_graph:
+                raise ValueError(f"objective {objective!r} trains a discriminator with a second "
+                                 "optimizer, which cuda_graph=True cannot replay: set cuda_graph "
+                                 "false")
+            self.objective.build(latent_dim)  # its parameters: checkpointed, moved, synced
         # nan_strategy="disable": a NaN term makes the mean NaN rather than being dropped with a
         # warning (which flatters a diverging model), and checking for NaNs at every update
         # would wait for the GPU.
@@ -169,6 +185,14 @@ class VAE(pl.LightningModule):
         self.test_kl_per_dim = KLPerDimension(latent_dim)
         self.test_mse = MeanSquaredError()
         self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
+        self.test_disentanglement = nn.ModuleDict({  # logged when the batches carry factors
+            "mig": MutualInformationGap(), "factorvae_score": FactorVAEScore(),
+            "dci_d": DCIDisentanglement(), "sap": SAPScore()})
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the objective trains a discriminator of its own (FactorVAE)."""
+        return getattr(self.objective, "adversarial", False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name before and after every hook it calls, about 24 times
@@ -235,8 +259,9 @@ class VAE(pl.LightningModule):
         self.noise = NoiseSource()  # after seed_everything, whose seed it reads
         graphed = stage == "fit" and self.hparams.cuda_graph
         self._graphed_pass = self._graph_training_pass() if graphed else None
-        # The graph holds the backward, so the optimizer is stepped by training_step itself.
-        self.automatic_optimization = not graphed
+        # The graph holds the backward, and a discriminator has its own optimizer: then the
+        # optimizers are stepped by training_step itself.
+        self.automatic_optimization = not graphed and not self.adversarial
 
     def teardown(self, stage: str) -> None:
         if stage == "fit":
@@ -338,6 +363,23 @@ class VAE(pl.LightningModule):
         optimizer._on_after_step()
         return means
 
+    def _adversarial_training_step(self, x: Tensor) -> dict[str, Tensor]:
+        """One step of the VAE and of the objective's discriminator, each with its optimizer,
+        from one backward pass of the sum of their losses (which share no parameter's
+        gradient). Only the VAE's step goes through Lightning's optimizer wrapper, so
+        ``global_step`` counts VAE steps, as in automatic optimization; the discriminator's
+        goes through the strategy (precision plugin) alone."""
+        vae_optimizer, discriminator_optimizer = self.optimizers()
+        vae_optimizer.zero_grad()
+        discriminator_optimizer.zero_grad()
+        means = self._objective(self._training_terms(x))
+        self.manual_backward(means["loss"] + means["disc_loss"])
+        vae_optimizer.step()
+        self.trainer.strategy.optimizer_step(discriminator_optimizer.optimizer, lambda: None)
+        if (scheduler := self.lr_schedulers()) is not None:  # the VAE's, once per step
+            scheduler.step()
+        return means
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """The objective's loss on the batch (with ``cuda_graph``, also its backward and
         optimizer step). Logs every term, as device tensors, at every step whose values
@@ -347,6 +389,8 @@ class VAE(pl.LightningModule):
         x = images_of(batch)
         if self.automatic_optimization:
             means = self._objective(self._training_terms(x))
+        elif self.adversarial:
+            means = self._adversarial_training_step(x)
         else:  # the graph's outputs are overwritten by the next replay: return a copy
             means = self._graphed_training_step(x)
             means["loss"] = means["loss"].clone()
@@ -391,8 +435,11 @@ class VAE(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """The ELBO terms and active units, then KL per dimension (of the top layer, for a
-        hierarchical model), pixel MSE of the reconstruction from the posterior mode and the
-        importance-weighted NLL (see :mod:`lightning_vae.metrics`)."""
+        hierarchical model), pixel MSE of the reconstruction from the posterior mode, the
+        importance-weighted NLL and, for batches ``(images, factors)`` with factor classes
+        (B, K) (dSprites), the disentanglement scores of the posterior means: ``test/mig``,
+        ``test/factorvae_score``, ``test/dci_d``, ``test/sap`` (see :mod:`lightning_vae.metrics`).
+        """
         generator = self._generator("test", dataloader_idx, batch_idx)
         x, posterior = self._evaluation_step(batch, "test", generator)
         self.test_kl_per_dim.update(posterior.kl_per_dim())
@@ -401,6 +448,11 @@ class VAE(pl.LightningModule):
         if self.test_nll_iw is not None:
             self.test_nll_iw.update(x, posterior, self.model, generator)
             self.log("test/nll_iw", self.test_nll_iw)
+        factors = factors_of(batch)
+        if factors is not None:  # scored on the whole test set at the epoch's end
+            for name, metric in self.test_disentanglement.items():
+                metric.update(posterior.mean, factors)
+                self.log(f"test/{name}", metric)
 
     def on_test_epoch_end(self) -> None:
         # The metric has already summed over ranks, so sync_dist averages equal values: it
@@ -409,15 +461,21 @@ class VAE(pl.LightningModule):
         self.test_kl_per_dim.reset()
         self.log_dict({f"test/kl_dim/{i}": kl for i, kl in enumerate(kl_per_dim)}, sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
+    def configure_optimizers(self) -> Any:
+        """The VAE's optimizer (with its learning-rate schedule, if any); with a discriminator,
+        also the objective's own optimizer for its parameters, which the VAE's leaves out."""
+        parameters = [p for name, p in self.named_parameters() if not name.startswith("objective.")]
+        optimizer = build_optimizer(self.hparams.optimizer, parameters, self.hparams.lr,
                                     self.hparams.weight_decay,
                                     fused=self.hparams.fused_optimizer,
                                     capturable=self.hparams.cuda_graph)
-        if self.hparams.get("lr_schedule") is None:
+        scheduler = None if self.hparams.get("lr_schedule") is None else build_lr_schedule(
+            self.hparams.lr_schedule, optimizer, self.trainer.estimated_stepping_batches)
+        if self.adversarial:  # the schedule is stepped by _adversarial_training_step
+            optimizers = [optimizer, self.objective.discriminator_optimizer()]
+            return optimizers if scheduler is None else (optimizers, [scheduler])
+        if scheduler is None:
             return optimizer
-        scheduler = build_lr_schedule(self.hparams.lr_schedule, optimizer,
-                                      self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -442,3 +500,13 @@ WORKING_FOLDER_KEY = "lightning_vae_working_folder"
 def images_of(batch: Any) -> Tensor:
     """The images of a batch: ``(images, labels)`` tuples and bare image tensors both work."""
     return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def factors_of(batch: Any) -> Tensor | None:
+    """The generative factor classes of a batch ``(images, factors)``, integers (B, K) as
+    dSprites gives; None for other batches (bare images, or class labels (B,))."""
+    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+        return None
+    factors = batch[1]
+    usable = isinstance(factors, Tensor) and factors.ndim == 2 and not factors.is_floating_point()
+    return factors if usable else None
