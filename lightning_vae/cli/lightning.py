@@ -10,10 +10,11 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_vae.cli.verbs import verbs_help
-from lightning_vae.training.checkpoints import check_checkpoint_file
+from lightning_vae.training.checkpoints import AtomicCheckpointIO, check_checkpoint_file
 from lightning_vae.training.last_checkpoint import (
     LastCheckpoint,
     checkpoint_folders,
@@ -48,7 +49,9 @@ step of the default model on a GPU (docs/results.md)."""
 class VAECLI(LightningCLI):
     """LightningCLI for :class:`VAE` with any LightningDataModule; the model's ``image_shape``
     and ``preprocessing`` are taken from the datamodule so the two can never disagree, and the
-    checkpoint records how to prepare new images for the model. Unless the configuration names a
+    checkpoint records how to prepare new images for the model. Checkpoints are written whole
+(:class:`~lightning_vae.training.checkpoints.AtomicCheckpointIO`) unless the configuration names
+a checkpoint writer. Unless the configuration names a
     progress bar or turns it off, the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
@@ -60,6 +63,10 @@ class VAECLI(LightningCLI):
         bar_wanted = config.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):  # .ckpt written whole
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

@@ -1,14 +1,19 @@
 """Lightning checkpoints of a VAE, read safely: torch's ``weights_only`` loading (tensors and
 plain values only), after checking that the file is one ``torch.save`` wrote; then the model and
-the facts a model card states."""
+the facts a model card states. Nothing a file names is imported: the datamodule class a
+checkpoint records is looked up in :data:`DATAMODULES`, this package's own. Checkpoints are
+written whole or not at all (:class:`AtomicCheckpointIO`)."""
 
-import importlib
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from lightning_vae import data
+from lightning_vae.atomic import replacing
 
 from lightning_vae.hub.card import CardFacts
 from lightning_vae.hub.fetch import first_line
@@ -117,10 +122,36 @@ def checkpoint_facts(checkpoint: dict[str, Any], path: str | Path) -> CardFacts:
     )
 
 
+DATAMODULES: dict[str, type] = {
+    path: cls
+    for cls in (data.MNISTDataModule, data.FashionMNISTDataModule, data.CelebADataModule,
+                data.ImageFolderDataModule)
+    for path in (f"{cls.__module__}.{cls.__name__}", f"lightning_vae.{cls.__name__}",
+                 f"lightning_vae.data.{cls.__name__}")
+}
+"""The datamodule classes a checkpoint's ``_class_path`` may name, by module path and by public
+name: the only ones ever built from a checkpoint's values. A file cannot make anything else run
+(an installed callable such as ``subprocess.Popen`` named there is a plain string)."""
+
+
 def datamodule_class(hparams: dict[str, Any]) -> type | None:
-    """The datamodule class LightningCLI recorded (``_class_path``), if it can be imported."""
-    module_name, _, name = str(hparams.get("_class_path", "")).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name) if module_name else None
-    except (ImportError, AttributeError):
-        return None
+    """The datamodule class LightningCLI recorded (``_class_path``) when it is one of this
+    package's (:data:`DATAMODULES`); None otherwise. Nothing is imported."""
+    return DATAMODULES.get(str(hparams.get("_class_path", "")))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each ``.ckpt`` beside its target and renaming it
+    in place (:func:`~lightning_vae.atomic.replacing`). Lightning's own writes through a
+    temporary file in ``/tmp`` that is then copied over: a full disk cuts the copy and leaves a
+    truncated ``.ckpt``; here the previous file stays as it was and the error names it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with replacing(path) as temporary:
+            try:
+                torch.save(checkpoint, temporary)
+            except RuntimeError as error:  # torch's writer reports a full disk so
+                raise OSError(first_line(error)) from error

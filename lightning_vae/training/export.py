@@ -35,14 +35,25 @@ def first_images(loader: Any, n: int = 8) -> Tensor | None:
     return images[:n].cpu()
 
 
-def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path) -> Tensor | None:
+def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path, trusted: bool
+                       ) -> Tensor | None:
     """Validation (else test) images from the datamodule the checkpoint records, rebuilt with
-    the same options; None, with a warning saying why, when the data is not at hand. Nothing is
-    downloaded: ``prepare_data`` is not called."""
+    the same options, when the checkpoint is ``trusted`` and the datamodule is one of this
+    package's (:data:`~lightning_vae.training.checkpoints.DATAMODULES`); None, with a warning
+    saying why, otherwise or when the data is not at hand. Nothing is downloaded:
+    ``prepare_data`` is not called."""
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
-    datamodule_type = datamodule_class(hparams)
-    reason = "the checkpoint does not record an importable datamodule class"
-    if datamodule_type is not None:
+    recorded = hparams.get("_class_path") if isinstance(hparams, dict) else None
+    datamodule_type = datamodule_class(hparams) if isinstance(hparams, dict) else None
+    if datamodule_type is None:
+        reason = ("the checkpoint does not record a datamodule" if recorded is None else
+                  f"the checkpoint records the datamodule {str(recorded)[:200]!r}, which is not "
+                  "one of lightning_vae's (only those are ever built from a checkpoint)")
+    elif not trusted:
+        reason = (f"its datamodule ({datamodule_type.__name__}) is rebuilt from the checkpoint's "
+                  "values only for a trusted checkpoint: pass --trust-checkpoint (trusted=True) "
+                  "for your own file")
+    else:
         try:
             datamodule = datamodule_type(
                 **{key: value for key, value in hparams.items() if not key.startswith("_")})
@@ -61,6 +72,7 @@ def export_checkpoint(
     *,
     images: Tensor | None = None,
     trusted: bool = False,
+    force: bool = False,
     **facts: Any,
 ) -> Path:
     """Turn a Lightning checkpoint of a VAE into a model folder (config.json, model.safetensors,
@@ -69,7 +81,11 @@ def export_checkpoint(
     The card's numbers come from the checkpoint (:func:`checkpoint_facts`); ``facts``
     (:class:`~lightning_vae.hub.card.CardFacts` fields: ``repo_id``, ``dataset``,
     ``test_elbo``, ``test_log_likelihood``, ...) add to or override them. ``images`` (B, C, H, W)
-    are shown with their reconstructions; by default they come from the recorded datamodule.
+    are shown with their reconstructions; by default they come from the recorded datamodule
+    when ``trusted``. ``trusted`` also unpickles a checkpoint that safe loading refuses (see
+    :func:`~lightning_vae.training.checkpoints.load_checkpoint`). The folder is replaced in one
+    step (:meth:`~lightning_vae.hub.format.ModelFolderMixin.save_pretrained`); one holding model
+    files no lightning-vae save wrote is refused unless ``force``.
     """
     if unknown := sorted(set(facts) - {field.name for field in fields(CardFacts)}):
         raise TypeError(f"unknown export arguments {unknown}")
@@ -78,8 +94,8 @@ def export_checkpoint(
     card = vars(checkpoint_facts(checkpoint, checkpoint_path)) | {
         key: value for key, value in facts.items() if value is not None}
     if images is None:
-        images = _checkpoint_images(checkpoint, checkpoint_path)
-    model.save_pretrained(folder, model_card_kwargs=card | {"images": images})
+        images = _checkpoint_images(checkpoint, checkpoint_path, trusted)
+    model.save_pretrained(folder, model_card_kwargs=card | {"images": images}, force=force)
     return Path(folder)
 
 
