@@ -14,7 +14,6 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lightning_vae import data
 from lightning_vae.atomic import replacing
-
 from lightning_vae.hub.card import CardFacts
 from lightning_vae.hub.fetch import first_line
 from lightning_vae.training.module import VAE, upgrade_state_dict

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from hub_models import fit_tiny
-
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_vae import export_checkpoint
@@ -119,7 +118,7 @@ def test_training_on_a_full_disk_fails_naming_the_checkpoint_and_leaves_no_trunc
     """A real fit whose ModelCheckpoint writes onto the full tmpfs, through the writer the
     command line installs."""
     (full_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))
-    with pytest.raises(OSError, match="cannot write .*last.ckpt"):
+    with pytest.raises(OSError, match=r"cannot write .*last\.ckpt"):
         fit_tiny(tmp_path / "run", plugins=[AtomicCheckpointIO()],
                  callbacks=[ModelCheckpoint(dirpath=full_disk, save_last=True)])
     left = sorted(os.listdir(full_disk))
