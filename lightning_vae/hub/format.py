@@ -254,7 +254,12 @@ class ModelFolderMixin(
         folder = model_folder(pretrained_model_name_or_path, revision=revision,
                               cache_dir=cache_dir, force_download=force_download, token=token,
                               local_files_only=local_files_only)
-        model = super().from_pretrained(folder, map_location=map_location, overrides=model_kwargs)
+        try:
+            model = super().from_pretrained(folder, map_location=map_location,
+                                            overrides=model_kwargs)
+        except RecursionError:  # json's reader, on arrays or objects nested thousands deep
+            raise ValueError(f"{Path(folder) / CONFIG_FILE} nests too deeply to be a model's "
+                             "config; save the model again") from None
         return model.to(map_location).eval()
 
     @classmethod
@@ -349,16 +354,30 @@ def _release(version: object, path: Path) -> tuple[int, int]:
 
 
 def _load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
-    """Load safetensors weights, checking every stored shape against the model the config
-    built, so that mismatched files fail with the tensors at fault named, and that every
+    """Load safetensors weights, checking every stored shape and type against the model the
+    config built (integer or bool tensors where weights belong would be cast to numbers
+    silently), so that mismatched files fail with the tensors at fault named, and that every
     weight is finite."""
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    state = model.state_dict()
+    expected = {name: tuple(tensor.shape) for name, tensor in state.items()}
     try:
         with safe_open(path, framework="pt") as f:
-            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+            slices = {name: f.get_slice(name) for name in f.keys()}  # noqa: SIM118
+            stored = {name: tuple(piece.get_shape()) for name, piece in slices.items()}
+            kinds = {name: piece.get_dtype() for name, piece in slices.items()}
         mismatched = [f"{name}: stored {shape}, config builds {expected[name]}"
                       for name, shape in stored.items()
                       if name in expected and shape != expected[name]]
+        not_float = [f"{name} ({kinds[name]})" for name in stored
+                     if name in state and state[name].is_floating_point()
+                     and not kinds[name].startswith(("F", "BF"))]
+        if not_float:
+            raise ValueError(
+                f"{path} (of {source}) stores integer or bool tensors where the model has "
+                f"floating-point weights: {', '.join(not_float[:3])}"
+                f"{', ...' if len(not_float) > 3 else ''}; it is not a saved model's weights: "
+                "save the model again with save_pretrained"
+            )
         if mismatched:
             raise ValueError(
                 f"{path} (of {source}) does not fit the model its config.json describes:\n  "
