@@ -13,8 +13,13 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
+from lightning_vae import safe_yaml
 from lightning_vae.cli.verbs import verbs_help
-from lightning_vae.training.checkpoints import AtomicCheckpointIO, check_checkpoint_file
+from lightning_vae.training.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint_file,
+    load_checkpoint,
+)
 from lightning_vae.training.last_checkpoint import (
     LastCheckpoint,
     checkpoint_folders,
@@ -78,6 +83,11 @@ a checkpoint writer. Unless the configuration names a
         path = subcommand and self.config[subcommand].get("ckpt_path")
         if path and Path(path).is_file():
             check_checkpoint_file(path)
+            trusted = self.config[subcommand].get("weights_only") is False
+            checkpoint = load_checkpoint(path, trusted, "--weights_only false")
+            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+                raise ValueError(f"{path} holds no state_dict: it is not a checkpoint Lightning "
+                                 "wrote while training; pass one of the run's .ckpt files")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
@@ -127,6 +137,7 @@ a checkpoint writer. Unless the configuration names a
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
     """Run a Lightning subcommand (fit, validate, test, predict) with ``argv``; with
     ``run=False``, ``argv`` holds no subcommand and the CLI only builds the model and data."""
+    safe_yaml.install()  # --config files and values: no alias bombs
     with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
         warnings.filterwarnings("ignore", message=".*provide both args and command line")
         return VAECLI(

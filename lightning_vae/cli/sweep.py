@@ -16,6 +16,7 @@ beside whatever logger its configuration chooses. With W&B on (``--wandb`` or
 import argparse
 import csv
 import json
+import math
 import os
 import queue
 import subprocess
@@ -53,6 +54,9 @@ def parse_betas(text: str) -> list[float]:
     except ValueError:
         raise ValueError(f"--beta {text!r}: expected comma-separated numbers such as 0.25,1,4,16"
                          ) from None
+    if not all(map(math.isfinite, betas)):
+        raise ValueError(f"--beta {text!r}: every β must be a finite number (not nan or inf), "
+                         "such as 0.25,1,4")
     if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
         raise ValueError(f"--beta {text!r}: expected distinct positive numbers such as 0.25,1,4")
     labels = {}  # runs are filed and named by f"{β:g}": equal labels would share a folder

@@ -26,11 +26,13 @@ LOCAL_DATA_OPTIONS = ("data_dir", "download", "loader", "num_workers", "pin_memo
 """Datamodule options about this machine, not the data: left out of the public model card."""
 
 
-def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, trusted: bool = False,
+                    trust_option: str = "--trust-checkpoint (trusted=True)") -> dict[str, Any]:
     """A Lightning checkpoint, read with ``weights_only=True`` (tensors and plain values only).
 
     A checkpoint holding other Python objects is refused unless ``trusted``: then it is
-    unpickled, which runs code from the file, so only do it for your own checkpoints.
+    unpickled, which runs code from the file, so only do it for your own checkpoints. The
+    refusal names ``trust_option``, the way to say so where it is raised.
     """
     path = Path(path)
     if path.is_dir():
@@ -45,8 +47,8 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
         if not trusted:
             raise ValueError(
                 f"{path} holds Python objects that safe (weights_only) loading refuses: "
-                f"{first_line(error)}. If it is your own checkpoint, pass --trust-checkpoint "
-                "(trusted=True) to unpickle it"
+                f"{first_line(error)}. If it is your own checkpoint, pass {trust_option} to "
+                "unpickle it"
             ) from None
     except RuntimeError as error:  # torch's reader: a damaged archive
         raise ValueError(f"{path} is not a readable checkpoint ({first_line(error)}); "
