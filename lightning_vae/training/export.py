@@ -11,9 +11,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 from huggingface_hub import HfApi, constants
+from huggingface_hub import errors as hub_errors
 from torch import Tensor
 
 from lightning_vae.hub.card import CardFacts
+from lightning_vae.hub.fetch import first_line
 from lightning_vae.hub.format import STAGING_FILES, full_repo_id, require_token
 from lightning_vae.model import VAEModel
 from lightning_vae.training.checkpoints import (
@@ -22,6 +24,10 @@ from lightning_vae.training.checkpoints import (
     load_checkpoint,
     model_from_checkpoint,
 )
+
+NETWORK_ERRORS = (getattr(hub_errors, "HTTPError", hub_errors.HfHubHTTPError),)
+"""What huggingface_hub's HTTP client raises when the Hub cannot be reached or answers with an
+error (its HTTP status errors derive from it)."""
 
 
 def first_images(loader: Any, n: int = 8) -> Tensor | None:
@@ -117,6 +123,17 @@ def push(
     the token's account's repo, and the exported card names it so.
     """
     token = require_token(repo_id, token)
+    try:
+        return _push(source, repo_id, private, commit_message, token, trusted, facts)
+    except NETWORK_ERRORS as error:
+        raise OSError(f"cannot reach the Hugging Face Hub to push to {repo_id} "
+                      f"({type(error).__name__}: {first_line(error)}); check the network (and "
+                      "HF_ENDPOINT); nothing was uploaded") from error
+
+
+def _push(source: str | Path, repo_id: str, private: bool | None, commit_message: str | None,
+          token: str, trusted: bool, facts: dict[str, Any]) -> str:
+    """:func:`push` once the token is known."""
     repo_id = full_repo_id(repo_id, token)
     source = Path(source)
     if not source.is_dir():

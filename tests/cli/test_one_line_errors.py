@@ -2,6 +2,9 @@
 YAML alias bombs, --ckpt_path files of another model, of no dict or of a pickle payload,
 devices this machine lacks, sample counts no memory holds, β values that are not numbers."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,18 @@ def test_a_seed_past_64_bits_is_refused_in_one_line(tmp_path):
 def test_sweep_refuses_beta_values_that_are_not_finite_naming_them(text):
     with pytest.raises(ValueError, match=f"--beta '{text}': every β must be a finite number"):
         parse_betas(text)
+
+
+def test_push_with_a_token_and_no_network_fails_in_one_line(tmp_path):
+    """A closed local port as the Hub: the connection is refused at once."""
+    model = save_small_model(tmp_path / "model")
+    env = os.environ | {"HF_TOKEN": "hf_not_a_real_token", "HF_ENDPOINT": "http://127.0.0.1:9",
+                        "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-m", "lightning_vae.cli", "push", str(model),
+                           "--repo-id", "someone/model"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("lightning-vae push: error: cannot reach the Hugging Face Hub to "
+                               "push to someone/model (ConnectError")
