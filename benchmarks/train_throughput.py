@@ -67,6 +67,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from flops import device_peak, step_flops
 from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional
@@ -83,6 +84,7 @@ MODELS = {  # --model: changes to the recipe's conv model
 }
 EPOCH_IMAGES = 60_000
 WINDOW = 5  # batches
+LOOP_RATIO = "b/a'"  # column title: the framework's cost per step
 
 
 @dataclass
@@ -297,8 +299,8 @@ def run_loop(spec: Spec) -> Measurement:
     """The floor under (b): (b)'s model, optimizer, speed options, precision and batches
     (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer.
     Each step computes what ``VAE.training_step`` does (``_training_terms``, compiled when
-    (b) is, then ``_objective``; replayed as a CUDA graph when (b) sets ``cuda_graph``),
-    without the logging and the reseeding of the noise generator around it."""
+    (b) is, then ``_objective``; replayed as a CUDA graph with the optimizer's step when (b)
+    sets ``cuda_graph``), without the logging and the reseeding of the noise generator around it."""
     from lightning_vae import VAE
     from lightning_vae.data.device_loader import DeviceLoader
     from lightning_vae.data.idx import read_idx
@@ -325,15 +327,19 @@ def run_loop(spec: Spec) -> Measurement:
         optimizer.zero_grad()
         training_pass(x)["loss"].backward()
 
-    if settings["model"].get("cuda_graph"):
-        forward_backward = GraphedTrainingPass(training_pass, model.parameters())
+    def training_step(x: Tensor) -> None:
+        forward_backward(x)
+        optimizer.step()
+
+    if settings["model"].get("cuda_graph"):  # the optimizer's step inside the graph, as in (b)
+        training_step = GraphedTrainingPass(training_pass, model.parameters(),
+                                            optimizer=optimizer)
     clock = EpochClock(device)
     for _ in range(1 + spec.epochs):
         clock.start()
         for x, _ in itertools.islice(loader, spec.limit_batches):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                forward_backward(x)
-            optimizer.step()
+                training_step(x)
             clock.add(len(x))
         clock.stop()
     return clock.measurement()
@@ -458,14 +464,29 @@ def describe_machine(device: str, threads: int | None) -> str:
             f"torch {torch.__version__}, {threads or torch.get_num_threads()} torch threads")
 
 
-def report(specs: list[Spec], results: dict[str, list[Measurement | None]]) -> None:
-    """One line per pipeline: medians over rounds (and the time per step they give), speed-ups
-    against (a) of the same round, the fastest windows' speed-up, and peak memory (``+N w``:
-    (a)'s worker process). Rounds where either side failed are left out of that line."""
+def ratio_to(results: list[Measurement | None], base: list[Measurement | None] | None) -> str:
+    """The median over rounds of images/s against ``base`` of the same round, or "-"."""
+    if base is None:
+        return f"{'-':>6s}"
+    ratios = [m.images_per_second / b.images_per_second
+              for m, b in zip(results, base, strict=True) if m and b]
+    return f"{statistics.median(ratios):5.2f}x" if ratios else f"{'-':>6s}"
+
+
+def report(specs: list[Spec], results: dict[str, list[Measurement | None]],
+           flops_per_image: float, peak: float | None) -> None:
+    """One line per pipeline: medians over rounds (and the time per step they give), achieved
+    FLOP/s and the fraction of the device's peak, speed-ups against (a) and (a') of the same
+    round (the latter is the framework's cost per step: ours / a'), the fastest windows'
+    speed-up, and peak memory (``+N w``: (a)'s worker process). Rounds where either side
+    failed are left out of that line."""
     baseline = results[specs[0].name]
+    loop = next((results[s.name] for s in specs if s.kind == "loop" and s.name.startswith("(a')")),
+                None)
     best_baseline = max((m.best_images_per_second or 0) for m in baseline if m)
-    print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'ms/step':>8s} {'b/a':>6s} "
-          f"{'b/a range':>12s} {'best b/a':>8s} {'peak RSS MB':>15s} {'CUDA MB':>8s}")
+    print(f"{'pipeline':36s} {'s/epoch':>8s} {'images/s':>9s} {'ms/step':>8s} {'GFLOP/s':>8s} "
+          f"{'% peak':>6s} {'b/a':>6s} {'b/a range':>12s} {LOOP_RATIO:>6s} {'best b/a':>8s} "
+          f"{'peak RSS MB':>15s} {'CUDA MB':>8s}")
     for spec in specs:
         pairs = [(m, a) for m, a in zip(results[spec.name], baseline, strict=True) if m and a]
         if not pairs:
@@ -480,17 +501,21 @@ def report(specs: list[Spec], results: dict[str, list[Measurement | None]]) -> N
         if spec.kind == "example" and spec.example_workers:
             memory += f" (+{max(m.children_rss_mb for m in runs):.0f} w)"
         cuda = runs[0].cuda_peak_mb
+        achieved = speed * flops_per_image
+        fraction = f"{100 * achieved / peak:5.1f}%" if peak else f"{'-':>6s}"
         print(f"{spec.name:36s} {EPOCH_IMAGES / speed:8.1f} {speed:9.0f} "
-              f"{1000 * spec.batch_size / speed:8.2f} {statistics.median(ratios):5.2f}x "
-              f"{min(ratios):5.2f}-{max(ratios):.2f}x "
+              f"{1000 * spec.batch_size / speed:8.2f} {achieved / 1e9:8.1f} {fraction} "
+              f"{statistics.median(ratios):5.2f}x {min(ratios):5.2f}-{max(ratios):.2f}x "
+              f"{ratio_to(results[spec.name], loop)} "
               f"{best_ratio} {memory:>15s} {'-' if cuda is None else f'{cuda:.0f}':>8s}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=tuple(MODELS), default="conv")
-    parser.add_argument("--loop", action="store_true",
-                        help="also time (a'): (b)'s model and batches in a hand-written loop")
+    parser.add_argument("--loop", action=argparse.BooleanOptionalAction, default=True,
+                        help="time (a'): (b)'s model and batches in a hand-written loop "
+                             "(default; --no-loop leaves it out)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up")
     parser.add_argument("--rounds", type=int, default=2)
@@ -544,10 +569,16 @@ def main() -> None:
 
     timed = (f"{args.limit_batches} batches per epoch, extrapolated" if args.quick
              else "whole epochs")
+    settings = package_settings(package)
+    flops = step_flops(settings["model"], args.batch_size)
+    bf16 = str(settings["trainer"].get("precision")).startswith("bf16")
+    peak, peak_how = device_peak(args.device, bf16)
     print(f"\nMNIST, {args.model} VAE, batch {args.batch_size}, {args.epochs} timed epochs after "
           f"a warm-up ({timed}), {args.rounds} rounds; "
           f"{describe_machine(args.device, args.threads)}")
-    report(specs, results)
+    print(f"model: {flops / 1e9:.2f} GFLOP per training step (forward + backward, "
+          f"FlopCounterMode); peak: {peak_how}")
+    report(specs, results, flops / args.batch_size, peak)
 
 
 if __name__ == "__main__":

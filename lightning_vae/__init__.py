@@ -1,9 +1,17 @@
 """lightning-vae: variational autoencoders on PyTorch Lightning."""
 
+from lightning_vae.data import DSpritesDataModule
+from lightning_vae.metrics import (
+    DCIDisentanglement,
+    FactorVAEScore,
+    MutualInformationGap,
+    SAPScore,
+)
 from lightning_vae.model import (
     Bernoulli,
     DiagonalGaussian,
     Gaussian,
+    HierarchicalVAE,
     StandardNormal,
     VAEModel,
     VAEOutput,
@@ -11,7 +19,12 @@ from lightning_vae.model import (
     register_architecture,
     register_prior,
 )
-from lightning_vae.objectives import Objective, build_objective, register_objective
+from lightning_vae.objectives import (
+    Objective,
+    build_objective,
+    register_beta_schedule,
+    register_objective,
+)
 from lightning_vae.training import (
     VAE,
     ImagePanels,
@@ -31,13 +44,19 @@ repository id: ``lightning_vae.from_pretrained("lightning-vae/mnist-vae")``."""
 __all__ = [
     "VAE",
     "Bernoulli",
+    "DCIDisentanglement",
+    "DSpritesDataModule",
     "DiagonalGaussian",
+    "FactorVAEScore",
     "Gaussian",
+    "HierarchicalVAE",
     "ImagePanels",
     "LatentDiagnostics",
+    "MutualInformationGap",
     "Objective",
     "PushToHub",
     "ReuseFreedMemory",
+    "SAPScore",
     "StandardNormal",
     "VAEModel",
     "VAEOutput",
@@ -47,6 +66,7 @@ __all__ = [
     "from_pretrained",
     "push",
     "register_architecture",
+    "register_beta_schedule",
     "register_objective",
     "register_prior",
 ]

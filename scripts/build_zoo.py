@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -62,12 +63,27 @@ def test_set_size(recipe: str, data_dir: str) -> int:
     return len(read_idx(files["test_labels"]))
 
 
-def run(args: list[str], env: dict[str, str]) -> float:
-    """Run ``lightning-vae ARGS`` in the repository root; returns its wall time in seconds."""
-    executable = str(Path(sys.executable).with_name(COMMAND))
+def command_line() -> list[str]:
+    """How to start ``lightning-vae``: its console script beside this Python, or, where the
+    package is on the path without being installed (a GPU machine's copy of the repository),
+    ``python -m lightning_vae.cli``, which is the same command."""
+    script = Path(sys.executable).with_name(COMMAND)
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "lightning_vae.cli"]
+
+
+def run(args: list[str], env: dict[str, str], log: Path) -> float:
+    """Run ``lightning-vae ARGS`` in the repository root, its output appended to ``log``;
+    returns its wall time in seconds."""
     print("$", shlex.join([COMMAND, *args]), flush=True)
     start = time.perf_counter()
-    subprocess.run([executable, *args], cwd=ROOT, env=os.environ | env, check=True)
+    with log.open("a") as output:
+        output.write(f"$ {shlex.join([COMMAND, *args])}\n")
+        output.flush()
+        process = subprocess.run([*command_line(), *args], cwd=ROOT, env=os.environ | env,
+                                 stdout=output, stderr=subprocess.STDOUT)
+    if process.returncode:
+        raise RuntimeError(f"{shlex.join([COMMAND, *args[:3]])} ... failed with exit status "
+                           f"{process.returncode}; its output is in {log}")
     return time.perf_counter() - start
 
 
@@ -163,7 +179,10 @@ def build(model: ZooModel, data_dir: str, work: Path, zoo_root: Path, threads: i
     test = ["test", "--config", model.recipe, *common, "--ckpt_path", shown(checkpoint),
             "--trainer.default_root_dir", shown(test_dir),
             "--trainer.logger.save_dir", shown(test_dir), *extra]
-    commands = [("fit", fit, run(fit, env)), ("test", test, run(test, env))]
+    log = run_dir.with_suffix(".log")
+    run_dir.mkdir(parents=True)
+    log.unlink(missing_ok=True)
+    commands = [("fit", fit, run(fit, env, log)), ("test", test, run(test, env, log))]
     val = last_metrics(fit_dir / "lightning_logs" / "version_0" / "metrics.csv", ("val/elbo",))
     scores = last_metrics(test_dir / "lightning_logs" / "version_0" / "metrics.csv",
                           ("test/elbo", "test/nll_iw"))
@@ -171,7 +190,7 @@ def build(model: ZooModel, data_dir: str, work: Path, zoo_root: Path, threads: i
               "--val-elbo", f"{val['val/elbo']:.4f}", "--test-elbo", f"{scores['test/elbo']:.4f}",
               "--test-log-likelihood", f"{-scores['test/nll_iw']:.4f}",
               "--log-likelihood-samples", str(model.iw_samples)]
-    commands.append(("export", export, run(export, env)))
+    commands.append(("export", export, run(export, env, log)))
     prefix = "".join(f"{name}={value} " for name, value in env.items())
     with (hub / CARD_FILE).open("a", encoding="utf-8") as card:
         card.write(provenance(model, commands, prefix, machine,
@@ -201,13 +220,25 @@ def main(argv: list[str] | None = None) -> None:
                         help="more arguments for every fit and test command, for a quick trial "
                              "(whole epochs: the card needs the validation ELBO of the epoch's "
                              f"end): --extra-args='{QUICK_TRIAL}'")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models built at once (on one GPU, small models leave it idle "
+                             "between their steps, so several share it well)")
     args = parser.parse_args(argv)
     dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_mnist_dir}
     models = [model for model in ZOO if not args.only or model.name in args.only]
     data_dirs = [data_dir_for(model.recipe, dirs) for model in models]  # fail before training
-    for model, data_dir in zip(models, data_dirs, strict=True):
+    def build_one(model: ZooModel, data_dir: str) -> None:
         build(model, data_dir, args.work.resolve(), args.zoo_root.resolve(), args.threads,
               shlex.split(args.extra_args))
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        builds = {model.name: pool.submit(build_one, model, data_dir)
+                  for model, data_dir in zip(models, data_dirs, strict=True)}
+    failed = {name: future.exception() for name, future in builds.items() if future.exception()}
+    for name, error in failed.items():
+        print(f"{name}: not built: {error}", file=sys.stderr)
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

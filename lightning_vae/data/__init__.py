@@ -1,10 +1,11 @@
-"""Data: one base datamodule (:class:`ImageDataModule`) and its MNIST, Fashion-MNIST, CelebA and
-image-folder subclasses; IDX reading, downloads, device-resident batches."""
+"""Data: one base datamodule (:class:`ImageDataModule`) and its MNIST, Fashion-MNIST, CelebA,
+dSprites and image-folder subclasses; IDX reading, downloads, device-resident batches."""
 
 from lightning_vae.data.base import ImageDataModule
 from lightning_vae.data.celeba import CelebADataModule
 from lightning_vae.data.device_loader import DeviceLoader, EpochShardSampler, make_loader
 from lightning_vae.data.download import DownloadError, download_file
+from lightning_vae.data.dsprites import DSpritesDataModule
 from lightning_vae.data.folder import ImageFolderDataModule
 from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx
 from lightning_vae.data.mnist import FashionMNISTDataModule, IDXDataModule, MNISTDataModule
@@ -14,6 +15,7 @@ __all__ = [
     "FASHION_MNIST",
     "MNIST",
     "CelebADataModule",
+    "DSpritesDataModule",
     "DeviceLoader",
     "DownloadError",
     "EpochShardSampler",

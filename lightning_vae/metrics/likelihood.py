@@ -41,8 +41,8 @@ class ImportanceWeightedNLL(Metric):
                generator: torch.Generator | None = None) -> None:
         """Add the examples ``x`` (B, C, H, W) with their posterior q(z|x), under ``model``'s
         decoder p(x|z) and prior p(z)."""
-        log_px = importance_weighted_bound(x, posterior, model.likelihood, self.num_samples,
-                                           self.chunk_size, generator, model.prior.log_prob)
+        log_px = importance_weighted_bound(model, x, self.num_samples, self.chunk_size,
+                                           generator, posterior)
         self.total -= log_px.sum()
         self.count += log_px.numel()
 

@@ -41,6 +41,21 @@ class DiagonalGaussian:
                           device=self.mean.device, generator=generator)
         return self.mean + self.std * eps
 
+    def samples(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """``k`` reparameterised draws, shape (k, B, D), the noise drawn one (B, D) at a time:
+        k draws taken in chunks are the same draws as k taken at once."""
+        eps = torch.stack([
+            torch.randn(self.mean.shape, dtype=self.mean.dtype, device=self.mean.device,
+                        generator=generator)
+            for _ in range(k)
+        ])
+        return self.mean + self.std * eps
+
+    def detached(self) -> "DiagonalGaussian":
+        """The same distribution with its parameters cut from the graph: densities of it pass
+        gradients to the points they are evaluated at only (DReG, Tucker et al. 2019)."""
+        return DiagonalGaussian(self.mean.detach(), self.logvar.detach())
+
     def mode(self) -> Tensor:
         """The most likely latent, μ: what a deterministic reconstruction decodes."""
         return self.mean

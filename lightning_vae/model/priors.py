@@ -1,16 +1,22 @@
 """Priors p(z), each a small registered ``nn.Module`` (a learned prior owns parameters), named in
-a model's config by its registry key. A prior gives the density of latents, draws from itself,
-and the KL of a posterior to itself (in closed form where one exists)."""
+a model's config by its registry key, or by a dict of the key and its options
+(``{"name": "vamp", "components": 500}``). A prior gives the density of latents, draws from
+itself, and the KL of a posterior to itself (in closed form where one exists, else by Monte
+Carlo from the posterior's draw)."""
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from lightning_vae.checks import is_int
 from lightning_vae.model.posterior import DiagonalGaussian, standard_normal_log_prob
 
-PRIORS: dict[str, Callable[[int], nn.Module]] = {}
-"""Prior name → constructor taking the latent size."""
+PRIORS: dict[str, Callable[..., nn.Module]] = {}
+"""Prior name → constructor taking the latent size and the prior's options (and, for a class
+with ``uses_encoder = True``, the model's ``posterior`` and ``image_shape``)."""
 
 
 def register_prior(name: str) -> Callable[[type], type]:
@@ -45,8 +51,85 @@ class StandardNormal(nn.Module):
         return posterior.kl()
 
 
-def build_prior(name: str, latent_dim: int) -> nn.Module:
-    """The prior registered under ``name``."""
+@register_prior("vamp")
+class VampPrior(nn.Module):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = 1/K Σₖ q(z|uₖ), the mixture of the
+    model's own posteriors at K learned pseudo-inputs uₖ (``components``), images of the model's
+    ``image_shape`` initialised uniformly in [0, 1] (the paper's code instead maps a fixed input
+    through a learned layer; the pseudo-inputs here are free parameters, not clamped).
+
+    The posterior is the model's ``posterior`` method, held as a plain attribute, not a
+    submodule: the encoder's weights are saved once, under the model's ``encoder.``, and the
+    prior's state is only ``pseudo_inputs``. The KL has no closed form: :meth:`kl` estimates it
+    from the posterior's draw z as log q(z|x) − log p(z).
+    """
+
+    uses_encoder = True
+
+    def __init__(self, latent_dim: int, *, posterior: Callable[[Tensor], DiagonalGaussian],
+                 image_shape: tuple[int, int, int], components: int = 500) -> None:
+        super().__init__()
+        if not is_int(components) or components < 1:
+            raise ValueError(f"prior 'vamp' needs components >= 1 (an int, the number of "
+                             f"pseudo-inputs), got components={components!r}")
+        self.latent_dim = latent_dim
+        self.pseudo_inputs = nn.Parameter(torch.rand(components, *image_shape))
+        self.posterior_of = posterior
+
+    def mixture(self) -> DiagonalGaussian:
+        """The K components q(z|uₖ): mean and log-variance (K, latent_dim)."""
+        return self.posterior_of(self.pseudo_inputs)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) = logsumexp over k of log q(z|uₖ), minus log K; z may carry leading sample
+        dimensions. The squared distances are expanded into matrix products, so memory holds
+        (points × K) values, not (points × K × latent_dim)."""
+        q = self.mixture()
+        mean, logvar = q.mean, q.logvar
+        precision = torch.exp(-logvar)
+        points = z.reshape(-1, z.shape[-1]).to(mean.dtype)
+        squared = (points.pow(2) @ precision.T - 2 * points @ (mean * precision).T
+                   + (mean.pow(2) * precision).sum(-1))
+        log_density = -0.5 * (z.shape[-1] * math.log(2 * math.pi) + logvar.sum(-1) + squared)
+        log_p = log_density.logsumexp(-1) - math.log(len(mean))
+        return log_p.view(z.shape[:-1])
+
+    def sample(self, n: int, *, device: torch.device | str = "cpu",
+               dtype: torch.dtype | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """``n`` latents (n, latent_dim): a component drawn uniformly, then z ~ q(z|uₖ), all
+        from ``generator``."""
+        q = self.mixture()
+        which = torch.randint(len(q.mean), (n,), device=device, generator=generator)
+        eps = torch.randn(n, self.latent_dim, device=device, dtype=q.mean.dtype,
+                          generator=generator)
+        return (q.mean[which] + q.std[which] * eps).to(dtype or q.mean.dtype)
+
+    def kl(self, posterior: DiagonalGaussian, z: Tensor | None = None) -> Tensor:
+        """KL(q(z|x) ‖ p(z)) per example, estimated from the posterior draw ``z`` as
+        log q(z|x) − log p(z) (unbiased; one draw)."""
+        if z is None:
+            raise ValueError("the VampPrior's KL has no closed form: pass the posterior draw z "
+                             "to estimate it from (prior.kl(posterior, z))")
+        return posterior.log_prob(z) - self.log_prob(z)
+
+
+def build_prior(spec: str | dict[str, Any], latent_dim: int,
+                posterior: Callable[[Tensor], DiagonalGaussian] | None = None,
+                image_shape: tuple[int, int, int] | None = None) -> nn.Module:
+    """The prior a model's config names: a registered name, or a dict of ``name`` and the
+    prior's options. ``posterior`` and ``image_shape`` are the model's, for a prior built from
+    its encoder (``uses_encoder``)."""
+    options = dict(spec) if isinstance(spec, dict) else {"name": spec}
+    name = options.pop("name", None)
     if not isinstance(name, str) or name not in PRIORS:  # a list or dict is not hashable
-        raise ValueError(f"unknown prior {name!r}; choose one of {sorted(PRIORS)}")
-    return PRIORS[name](latent_dim)
+        raise ValueError(f"unknown prior {spec if isinstance(spec, str) else name!r}; choose one "
+                         f"of {sorted(PRIORS)} (a name, or a dict such as "
+                         '{"name": "vamp", "components": 500})')
+    cls = PRIORS[name]
+    if getattr(cls, "uses_encoder", False):
+        options |= {"posterior": posterior, "image_shape": image_shape}
+    try:
+        return cls(latent_dim, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {spec} for prior {name!r}: {error}") from None

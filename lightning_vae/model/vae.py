@@ -5,7 +5,9 @@ compile or evaluation setting), so they are what a saved model's config.json hol
 (:mod:`lightning_vae.hub.format`). Training lives in :mod:`lightning_vae.training`.
 """
 
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +39,25 @@ class VAEOutput:
     z: Tensor
     likelihood: Any
 
+    @property
+    def layer_posteriors(self) -> list[DiagonalGaussian]:
+        """q of each stochastic layer, top first: the one posterior of this single-layer VAE."""
+        return [self.posterior]
+
+
+MODEL_CLASSES: dict[str, type["VAEModel"]] = {}
+"""Architecture name → the VAEModel subclass that ``VAEModel(arch=name)`` builds (architectures
+not named here build VAEModel itself)."""
+
+
+def register_model_class(arch: str) -> Callable[[type["VAEModel"]], type["VAEModel"]]:
+    """Class decorator: ``VAEModel(arch=arch, ...)`` (and so ``VAE`` and ``from_pretrained``)
+    builds this subclass, for an architecture whose nets it drives in its own way."""
+    def register(cls: type["VAEModel"]) -> type["VAEModel"]:
+        MODEL_CLASSES[arch] = cls
+        return cls
+    return register
+
 
 class VAEModel(nn.Module, ModelFolderMixin):
     """A variational autoencoder (Kingma & Welling 2014): ``encode``, ``decode``, ``sample``,
@@ -47,22 +68,34 @@ class VAEModel(nn.Module, ModelFolderMixin):
     from the ``generator`` passed (the device's default generator when None).
 
     Args:
-        arch: a registered architecture name ("mlp", "conv", or one you registered).
+        arch: a registered architecture name ("mlp", "conv", "ladder" (hierarchical:
+            :mod:`lightning_vae.model.hierarchical`), or one you registered).
         image_shape: (channels, height, width) of the input images, pixel values in [0, 1].
         latent_dim: number of latent dimensions.
         arch_options: keyword options of the architecture (widths, activation, ...).
         likelihood: "bernoulli" (binary or [0, 1] images, from logits) or "gaussian".
         likelihood_options: e.g. ``{"sigma": 0.1, "learn_sigma": True}`` for "gaussian".
-        prior: a registered prior name ("standard_normal", N(0, I)).
+        prior: a registered prior name ("standard_normal", N(0, I)), or a dict of the name and
+            its options, e.g. ``{"name": "vamp", "components": 500}`` (the VampPrior).
         preprocessing: how the training images were prepared beyond ``image_shape``: the
             datamodule's ``preprocessing`` property (``binarize``, ``crop_size``,
             ``input_size``; see :mod:`lightning_vae.model.preprocess`). :meth:`preprocess`
             applies it to new images; None means whole images, grey levels.
+
+    ``VAEModel(arch=...)`` builds the subclass registered for the architecture, if any
+    (:func:`register_model_class`: "ladder" builds
+    :class:`~lightning_vae.model.hierarchical.HierarchicalVAE`).
     """
 
     validate_inputs: bool = True
     """Whether ``elbo`` checks its batch (:func:`~lightning_vae.model.validation.check_batch`):
     a runtime switch, not config; set it False to skip the one reduction it costs a batch."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "VAEModel":
+        arch = kwargs.get("arch", args[0] if args else None)
+        if cls is VAEModel and isinstance(arch, str) and arch in MODEL_CLASSES:
+            cls = MODEL_CLASSES[arch]
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(
         self,
@@ -72,7 +105,7 @@ class VAEModel(nn.Module, ModelFolderMixin):
         arch_options: dict[str, Any] | None = None,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         likelihood_options: dict[str, Any] | None = None,
-        prior: str = "standard_normal",
+        prior: str | dict[str, Any] = "standard_normal",
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -89,6 +122,12 @@ class VAEModel(nn.Module, ModelFolderMixin):
             if value is not None and not isinstance(value, dict):
                 raise TypeError(f"{name}={value!r}: expected a dict of options or null, got a "
                                 f"{type(value).__name__}")
+        builder = MODEL_CLASSES.get(arch, VAEModel) if isinstance(arch, str) else VAEModel
+        owner = next((c for c in type(self).__mro__ if c in MODEL_CLASSES.values()), VAEModel)
+        if owner is not builder:
+            raise ValueError(f"{type(self).__name__} cannot build arch={arch!r}, which "
+                             f"{builder.__name__} builds; construct VAEModel(arch={arch!r}, "
+                             "...), which picks the class")
         self.config = json_config(
             arch=arch, image_shape=image_shape, latent_dim=latent_dim, arch_options=arch_options,
             likelihood=likelihood, likelihood_options=likelihood_options, prior=prior,
@@ -100,7 +139,7 @@ class VAEModel(nn.Module, ModelFolderMixin):
             arch, image_shape, latent_dim, out_channels=image_shape[0], options=arch_options)
         self.likelihood_head = build_likelihood(
             likelihood, image_shape[0], **(likelihood_options or {}))
-        self.prior = build_prior(prior, latent_dim)
+        self.prior = build_prior(prior, latent_dim, self.posterior, image_shape)
 
     @classmethod
     def check_config(cls, config: dict[str, Any], path: Path) -> None:
@@ -112,6 +151,11 @@ class VAEModel(nn.Module, ModelFolderMixin):
                 "it (lightning_vae.register_architecture) before loading"
             )
         check_parameter_count(cls, config, path)
+
+    @property
+    def latent_sizes(self) -> list[int]:
+        """Dimensions of each stochastic layer, top first (``[latent_dim]`` here)."""
+        return [self.latent_dim]
 
     @property
     def device(self) -> torch.device:
@@ -175,18 +219,59 @@ class VAEModel(nn.Module, ModelFolderMixin):
         kl = self.prior.kl(out.posterior, out.z)
         return out, {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
+    def log_weights(self, x: Tensor, num_samples: int, generator: torch.Generator | None = None,
+                    posterior: DiagonalGaussian | None = None,
+                    stop_posterior_gradient: bool = False) -> Tensor:
+        """log p(x, zᵢ) − log q(zᵢ|x) for ``num_samples`` draws zᵢ ~ q(z|x) per example, shape
+        (num_samples, B), in nats: the importance weights of Burda et al. 2016, whose mean is the
+        ELBO and whose log-mean-exp is the importance-weighted bound. ``posterior`` is q(z|x) when
+        already computed; ``stop_posterior_gradient`` evaluates log q with its parameters detached
+        (the draws keep their reparameterised gradient), as the DReG estimator needs."""
+        terms = self.log_weight_terms(x, num_samples, generator, posterior,
+                                      stop_posterior_gradient)[1]
+        return -(terms["recon"] + terms["kl"])
+
+    def log_weight_terms(self, x: Tensor, num_samples: int,
+                         generator: torch.Generator | None = None,
+                         posterior: DiagonalGaussian | None = None,
+                         stop_posterior_gradient: bool = False
+                         ) -> tuple[VAEOutput, dict[str, Tensor]]:
+        """The two parts of :meth:`log_weights` and the pass behind them: ``recon``
+        (−log p(x|zᵢ)) and ``kl`` (log q(zᵢ|x) − log p(zᵢ), the one-draw KL estimate), shape
+        (num_samples, B) each, in nats; the pass's ``z`` are the draws (num_samples, B, D), drawn
+        one (B, D) at a time, so k draws taken in chunks are the same as k taken at once."""
+        posterior = self.posterior(x) if posterior is None else posterior
+        z = posterior.samples(num_samples, generator)  # (k, B, D)
+        x_repeated = x.expand(num_samples, *x.shape).flatten(0, 1)
+        likelihood = self.likelihood(z.flatten(0, 1))
+        recon = -likelihood.log_prob(x_repeated).view(z.shape[:2])
+        density = posterior.detached() if stop_posterior_gradient else posterior
+        kl = density.log_prob(z) - self.prior.log_prob(z)
+        return VAEOutput(posterior, z, likelihood), {"recon": recon, "kl": kl}
+
+    def reconstruction(self, x: Tensor, posterior: DiagonalGaussian | None = None) -> Tensor:
+        """The decoded posterior mode of a prepared batch, in [0, 1] (``posterior``: q(z|x)
+        when already computed)."""
+        return self.decode((self.posterior(x) if posterior is None else posterior).mode())
+
     @torch.no_grad()
     def reconstruct(self, images: ImageInput) -> Tensor:
         """Decode the posterior mode of each image: the deterministic reconstruction, in [0, 1]
         (images of any kind :meth:`preprocess` takes; :meth:`postprocess` makes it displayable).
         """
-        return self.decode(self.encode(images).mode())
+        return self.reconstruction(self.preprocess(images))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` images decoded from prior draws z ~ p(z), shape (n, *image_shape)."""
         z = self.prior.sample(n, device=self.device, dtype=self.dtype, generator=generator)
         return self.decode(z)
+
+
+# inspect.signature(VAEModel) would show __new__'s (*args, **kwargs): show the constructor's.
+_INIT = inspect.signature(VAEModel.__init__)
+VAEModel.__signature__ = _INIT.replace(parameters=list(_INIT.parameters.values())[1:],
+                                       return_annotation=inspect.Signature.empty)
 
 
 def json_config(**arguments: Any) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from lightning_vae.objectives.base import (
     check_beta,
     check_option,
     check_steps,
-    register_objective,
+    register_beta_schedule,
 )
 
 
-@register_objective("capacity")
+@register_beta_schedule("capacity")
 class CapacityObjective(Objective):
     """The target capacity C(t) grows linearly from 0 to ``capacity_max`` nats over ``steps``
     optimizer steps; γ is the recipe's ``beta``."""
@@ -30,6 +30,6 @@ class CapacityObjective(Objective):
     def weights(self, step: int) -> dict[str, float]:
         return {"beta": self.gamma, "capacity": self.capacity(step)}
 
-    def loss(self, recon: Tensor, kl: Tensor, beta: Tensor | float,
+    def loss(self, means: dict[str, Tensor], beta: Tensor | float,
              capacity: Tensor | float) -> Tensor:
-        return recon + beta * (kl - capacity).abs()
+        return means["recon"] + beta * (means["kl"] - capacity).abs()

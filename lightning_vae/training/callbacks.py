@@ -127,7 +127,8 @@ class ImagePanels(pl.Callback):
         x = self.images.to(model.device, model.dtype)
         means = model.encode(x).mean
         pictures = {
-            "reconstructions": make_grid(torch.cat([x, model.decode(means)]), nrow=len(x)),
+            "reconstructions": make_grid(torch.cat([x, model.reconstruction(x)]),
+                                         nrow=len(x)),
             "samples": make_grid(model.decode(self.noise.to(means)), nrow=8),
             "traversals": make_grid(model.decode(self._traversal_codes(means[0])),
                                     nrow=self.traversal_steps),

@@ -126,7 +126,7 @@ def checkpoint_facts(checkpoint: dict[str, Any], path: str | Path) -> CardFacts:
 DATAMODULES: dict[str, type] = {
     path: cls
     for cls in (data.MNISTDataModule, data.FashionMNISTDataModule, data.CelebADataModule,
-                data.ImageFolderDataModule)
+                data.ImageFolderDataModule, data.DSpritesDataModule)
     for path in (f"{cls.__module__}.{cls.__name__}", f"lightning_vae.{cls.__name__}",
                  f"lightning_vae.data.{cls.__name__}")
 }

@@ -8,19 +8,21 @@ bookkeeping that cost about as much Python again; capturing the pass by hand lea
 the copy of the batch into the graph's input and the replay.
 
 The method is "whole-network capture" from PyTorch's CUDA-graph notes: a few eager warm-up
-passes on a side stream, then one pass captured with the gradients unset, so that backward
+steps on a side stream, then one step captured with the gradients unset, so that backward
 allocates them in the graph's memory; every replay then overwrites them, and points each
 parameter's ``.grad`` back at them (Lightning sets the gradients to None before each
-validation, as any ``zero_grad()`` does, which would otherwise leave the optimizer with
-nothing to step: training would silently stop at the first validation). The optimizer step
-stays outside the graph and reads those gradients as it would after any ``backward``: any
-optimizer, and its state in checkpoints, works unchanged.
+validation, as any ``zero_grad()`` does; an eager step would otherwise find no gradients).
+Given an ``optimizer``, the graph holds its step too, so one replay is a whole training step:
+Adam or AdamW built ``capturable`` (:func:`~lightning_vae.training.optimizers.build_optimizer`),
+whose step count lives in a device tensor the replays update. Its state is the optimizer's
+own, so checkpoints hold it as usual, and load on a CPU (``keep_own_implementation``). Without
+an optimizer the step stays outside, reading the gradients as after any ``backward``.
 
 Requirements, checked by the caller (``VAE.setup``): one CUDA device, batches of one shape
 (others run eagerly), no gradient scaler (fp16) and nothing that must touch the gradients
 between backward and the optimizer (clipping, accumulation). Random draws in the graph come
 from the device's generator at each replay, so seeding it before a replay gives the draws an
-eager pass would make. Off CUDA every pass runs eagerly, with the same gradients.
+eager pass would make. Off CUDA every step runs eagerly, with the same results.
 """
 
 from __future__ import annotations
@@ -36,21 +38,24 @@ TrainingPass = Callable[[Tensor], dict[str, Tensor]]
 
 
 class GraphedTrainingPass:
-    """``training_pass(x)`` (a dict of tensors holding ``"loss"``) and ``loss.backward()``,
-    replayed from a CUDA graph after ``warmup_steps`` eager calls (and then as many more as it
-    takes for two calls in a row to have batches of one shape: that shape is captured).
+    """``training_pass(x)`` (a dict of tensors holding ``"loss"``), ``loss.backward()`` and,
+    given an ``optimizer``, its ``step()``, replayed from a CUDA graph after ``warmup_steps``
+    eager calls (and then as many more as it takes for two calls in a row to have batches of
+    one shape: that shape is captured).
 
-    Calling it leaves the gradients of ``parameters`` in their ``.grad`` and returns the
-    pass's outputs, detached. After the capture those are the graph's own tensors, which the
-    next call overwrites: clone what must outlive it. Batches of a shape or dtype other than
-    the captured one (a last partial batch) run eagerly, into the same gradient tensors.
+    Calling it leaves the gradients of ``parameters`` in their ``.grad`` (and, with an
+    ``optimizer``, the parameters stepped) and returns the pass's outputs, detached. After
+    the capture those are the graph's own tensors, which the next call overwrites: clone what
+    must outlive it. Batches of a shape or dtype other than the captured one (a last partial
+    batch) run eagerly, into the same gradient tensors.
     """
 
     def __init__(self, training_pass: TrainingPass, parameters: Iterable[Tensor],
-                 warmup_steps: int = 3) -> None:
+                 warmup_steps: int = 3, optimizer: torch.optim.Optimizer | None = None) -> None:
         if warmup_steps < 1:
             raise ValueError(f"warmup_steps must be at least 1, got {warmup_steps}")
         self.training_pass = training_pass
+        self.optimizer = optimizer
         self.parameters = [p for p in parameters if p.requires_grad]
         self.warmup_left = warmup_steps
         self.warmed_shape: tuple[torch.Size, torch.dtype] | None = None
@@ -95,6 +100,8 @@ class GraphedTrainingPass:
                             enabled=torch.is_autocast_enabled(device), cache_enabled=False):
             outputs = self.training_pass(x)
         outputs["loss"].backward()
+        if self.optimizer is not None:
+            self.optimizer.step()
         return {name: value.detach() for name, value in outputs.items()}
 
     def _unset_gradients(self) -> None:
@@ -113,7 +120,8 @@ class GraphedTrainingPass:
         return outputs
 
     def _capture(self, x: Tensor) -> dict[str, Tensor]:
-        """Capture the pass on ``x``'s shape, then replay it once for ``x`` itself."""
+        """Capture the pass on ``x``'s shape, then replay it once for ``x`` itself (the capture
+        records the kernels without running them)."""
         self.static_input = x.clone()
         self._unset_gradients()  # backward allocates them in the graph's memory
         graph = torch.cuda.CUDAGraph()
@@ -155,3 +163,4 @@ def carry_optimizer_steps(checkpoint: dict[str, Any], automatic: bool) -> None:
         fit_loop[AUTOMATIC_STEPS]["optimizer"]["step"] = copy.deepcopy(manual_steps)
     elif not automatic and not manual_steps["total"]["completed"]:
         fit_loop[MANUAL_STEPS] = copy.deepcopy(automatic_steps)
+

@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric, MeanSquaredError
 from lightning_vae.checks import check_bool, check_number, is_real
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
 from lightning_vae.model import DiagonalGaussian, VAEModel
-from lightning_vae.objectives import build_objective
+from lightning_vae.objectives import Objective, build_objective
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
 from lightning_vae.training.fast_path import (
     COMPILE_MODES,
@@ -32,6 +32,7 @@ from lightning_vae.training.fast_path import (
 )
 from lightning_vae.training.noise import NoiseSource
 from lightning_vae.training.optimizers import build_optimizer, check_optimizer
+from lightning_vae.training.schedules import build_lr_schedule, check_lr_schedule
 from lightning_vae.training.step_logging import (
     device_scalar,
     per_step_progress_bar,
@@ -53,19 +54,26 @@ class VAE(pl.LightningModule):
     Losses are in nats per example: summed over pixels and latent dimensions, averaged over
     the batch.
 
+    ``arch``, ``image_shape``, ``latent_dim``, ``arch_options``, ``likelihood``,
+    ``likelihood_options``, ``prior`` and ``preprocessing`` are the model's (see
+    :class:`~lightning_vae.model.VAEModel`); ``lightning-vae fit`` takes ``image_shape`` and
+    ``preprocessing`` from the datamodule.
+
     Args:
-        arch, image_shape, latent_dim, arch_options, likelihood, likelihood_options, prior,
-            preprocessing: the model's (see :class:`~lightning_vae.model.VAEModel`);
-            ``lightning-vae fit`` takes ``image_shape`` and ``preprocessing`` from the
-            datamodule.
         beta: weight of the KL term (γ for the capacity objective).
         beta_schedule: "constant" or a dict such as ``{"name": "linear", "steps": 5000}``,
             ``{"name": "cyclical", "cycle_steps": 5000, "ratio": 0.5}`` or
             ``{"name": "capacity", "capacity_max": 25, "steps": 100000}``
             (:mod:`lightning_vae.objectives`).
+        objective: what is optimised around the β schedule: "elbo" (the β-weighted negative
+            ELBO), or a registered objective's name or dict with its options
+            (:mod:`lightning_vae.objectives`).
         optimizer: "adam" or "adamw".
         lr: learning rate.
         weight_decay: decoupled (adamw) or L2 (adam) weight decay.
+        lr_schedule: null (a constant learning rate) or ``{"name": "cosine", "warmup_steps":
+            N}`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at the end of
+            training; :mod:`lightning_vae.training.schedules`), stepped every optimizer step.
         fused_optimizer: use the single-kernel (fused) Adam/AdamW where torch has one for the
             parameters' device (CUDA; the CPU from torch 2.4), else torch's default.
         iw_samples: k of the importance-weighted bound logged as ``test/nll_iw`` (0 turns it
@@ -84,10 +92,12 @@ class VAE(pl.LightningModule):
             ``"max-autotune-no-cudagraphs"``; None runs eagerly. Compiling takes tens of
             seconds and is slower than eager on CPUs; evaluation always runs eagerly.
         cuda_graph: on a CUDA device, capture the training pass (forward, ELBO terms and
-            backward) in one CUDA graph after three eager steps and replay it at every step
-            (:mod:`lightning_vae.training.cuda_graph`); the optimizer steps outside it. Needs
-            one GPU, static shapes (``drop_last: true``; other batches run eagerly) and no
-            gradient clipping, accumulation, fp16 scaler nor learning-rate scheduler. Combines
+            backward) and the optimizer's step (capturable Adam/AdamW) in one CUDA graph after
+            three eager steps and replay it at every step
+            (:mod:`lightning_vae.training.cuda_graph`). Needs one GPU, static shapes
+            (``drop_last: true``; other batches run eagerly) and no gradient clipping,
+            accumulation, fp16 scaler nor learning-rate scheduler; ``on_before_optimizer_step``
+            hooks are not called. Combines
             with a ``compile_mode`` without CUDA graphs of its own. Elsewhere training runs
             eagerly.
     """
@@ -100,13 +110,15 @@ class VAE(pl.LightningModule):
         arch_options: dict[str, Any] | None = None,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         likelihood_options: dict[str, Any] | None = None,
-        prior: str = "standard_normal",
+        prior: str | dict[str, Any] = "standard_normal",
         preprocessing: dict[str, Any] | None = None,
         beta: float = 1.0,
         beta_schedule: str | dict[str, Any] = "constant",
+        objective: str | dict[str, Any] = "elbo",
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: str | dict[str, Any] | None = None,
         fused_optimizer: bool = True,
         iw_samples: int = 5000,
         iw_chunk_size: int = 100,
@@ -127,6 +139,7 @@ class VAE(pl.LightningModule):
         if not is_real(weight_decay) or weight_decay < 0:
             raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
         check_compile_mode(compile_mode)
+        check_lr_schedule(lr_schedule)
         if cuda_graph and uses_cudagraphs(compile_mode):
             modes = [mode for mode in COMPILE_MODES if not uses_cudagraphs(mode)]
             raise ValueError(
@@ -137,7 +150,7 @@ class VAE(pl.LightningModule):
                               likelihood_options, prior, preprocessing)
         if channels_last:  # 4-d weights only; their layout decides the convolutions' output
             self.model.to(memory_format=torch.channels_last)
-        self.objective = build_objective(beta, beta_schedule)
+        self.objective = build_objective(beta, beta_schedule, objective)
         # nan_strategy="disable": a NaN term makes the mean NaN rather than being dropped with a
         # warning (which flatters a diverging model), and checking for NaNs at every update
         # would wait for the GPU.
@@ -145,8 +158,13 @@ class VAE(pl.LightningModule):
             stage: nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in ELBO_TERMS})
             for stage in ("val", "test")
         })
+        # Active units of all stochastic layers together, and of each when there are several
+        sizes = self.model.latent_sizes
         self.active_units = nn.ModuleDict({
-            stage: ActiveUnits(latent_dim) for stage in ("val", "test")})
+            stage: ActiveUnits(sum(sizes)) for stage in ("val", "test")})
+        self.layer_active_units = nn.ModuleDict({
+            stage: nn.ModuleList(ActiveUnits(size) for size in (sizes if len(sizes) > 1 else []))
+            for stage in ("val", "test")})
         self.test_kl_per_dim = KLPerDimension(latent_dim)
         self.test_mse = MeanSquaredError()
         self.test_nll_iw = ImportanceWeightedNLL(iw_samples, iw_chunk_size) if iw_samples else None
@@ -231,15 +249,15 @@ class VAE(pl.LightningModule):
 
     def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
                    ) -> dict[str, Tensor]:
-        """Batch means of the ELBO terms, the optimised loss and the objective's weights behind
-        it (``weights``, else the objective's at this step), all tensors on the model's device
-        (so logging them never copies from the host)."""
-        recon, kl = terms["recon"].mean(), terms["kl"].mean()
+        """Batch means of the objective's terms, the optimised loss and the objective's weights
+        behind it (``weights``, else the objective's at this step), all tensors on the model's
+        device (so logging them never copies from the host)."""
+        means = {name: term.mean() for name, term in terms.items()}
         if weights is None:
-            weights = {name: device_scalar(value, recon.device)
+            device = means["elbo"].device
+            weights = {name: device_scalar(value, device)
                        for name, value in self.objective.weights(self._schedule_step()).items()}
-        loss = self.objective.loss(recon, kl, **weights)
-        return {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), **weights}
+        return {"loss": self.objective.loss(means, **weights), **means, **weights}
 
     def _schedule_step(self) -> int:
         """Where the objective's schedule stands: the trainer's step while fitting (also for
@@ -252,13 +270,14 @@ class VAE(pl.LightningModule):
         return getattr(self, "_weights_step", self.global_step)
 
     def _training_terms(self, x: Tensor) -> dict[str, Tensor]:
-        """The model's ELBO terms of a training batch, compiled when ``compile_mode`` is set."""
+        """The objective's terms of a training batch, compiled when ``compile_mode`` is set."""
         mode = self.hparams.compile_mode
         if mode is None:
-            return self.model.elbo(x, self._train_generator)
+            return objective_terms(self.objective, self.model, x, self._train_generator)
         if uses_cudagraphs(mode):  # last step's graph outputs are no longer read
             torch.compiler.cudagraph_mark_step_begin()
-        return compiled(VAEModel.elbo, mode)(self.model, x, self._train_generator)
+        return compiled(objective_terms, mode)(self.objective, self.model, x,
+                                               self._train_generator)
 
     def _graph_training_pass(self) -> GraphedTrainingPass:
         """The training pass to replay as a CUDA graph in this fit, after checking that the
@@ -287,12 +306,15 @@ class VAE(pl.LightningModule):
         return GraphedTrainingPass(self._training_pass, self.parameters())
 
     def on_train_start(self) -> None:
-        if self._graphed_pass is not None and self.trainer.lr_scheduler_configs:
+        if self._graphed_pass is None:
+            return
+        if self.trainer.lr_scheduler_configs:
             raise ValueError(
                 "model.cuda_graph=True steps the optimizer itself, and Lightning then leaves "
                 "learning-rate schedulers unstepped: remove the lr_scheduler, or set cuda_graph "
                 "false"
             )
+        self._graphed_pass.optimizer = self.trainer.optimizers[0]  # built after setup
 
     def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
         """What the CUDA graph captures: the terms and loss of a batch, with the objective's
@@ -300,13 +322,15 @@ class VAE(pl.LightningModule):
         return self._objective(self._training_terms(x), self._graph_weights)
 
     def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
-        """One optimizer step whose closure replays the training pass (forward and backward).
-        Stepping through Lightning's optimizer wrapper keeps ``global_step``, the optimizer
-        hooks and precision handling as in automatic optimization."""
+        """One training step replayed whole (forward, backward, optimizer step), counted as
+        one optimizer step by Lightning's optimizer wrapper, so ``global_step`` and the
+        checkpoints' step counts are those of automatic optimization."""
         for name, value in self.objective.weights(self._schedule_step()).items():
             self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
-        means = {}
-        self.optimizers().step(closure=lambda: means.update(self._graphed_pass(x)))
+        optimizer = self.optimizers()
+        optimizer._on_before_step()
+        means = self._graphed_pass(x)
+        optimizer._on_after_step()
         return means
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -337,30 +361,37 @@ class VAE(pl.LightningModule):
         """Log the epoch means of the ELBO terms and active units; return the images and their
         posterior for further metrics."""
         x = images_of(batch)
-        out, terms = self.model.elbo_terms(x, generator)
+        out, terms = self.objective.terms(self.model, x, generator)
         means = self._objective(terms)
         terms["loss"] = means["loss"].expand_as(terms["elbo"])
         for term, metric in self.eval_means[stage].items():
             metric.update(terms[term])
             self.log(f"{stage}/{term}", metric, prog_bar=term == "elbo")
+        extra_terms = {name for name in terms if name not in ELBO_TERMS}
+        self.log_dict({f"{stage}/{name}": means[name] for name in extra_terms},
+                      batch_size=len(x), sync_dist=True)
         self.log_dict({f"{stage}/{name}": value for name, value in means.items()
-                       if name not in ELBO_TERMS},
+                       if name not in ELBO_TERMS and name not in extra_terms},
                       reduce_fx="max", sync_dist=True)  # constants: no batch-size weighting
-        self.active_units[stage].update(out.posterior.mean)
+        layer_means = [posterior.mean for posterior in out.layer_posteriors]
+        self.active_units[stage].update(torch.cat(layer_means, dim=1))
         self.log(f"{stage}/active_units", self.active_units[stage])
+        for layer, metric in enumerate(self.layer_active_units[stage]):
+            metric.update(layer_means[layer])
+            self.log(f"{stage}/active_units/{layer}", metric)
         return x, out.posterior
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, "val", self._generator("val", dataloader_idx, batch_idx))
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """The ELBO terms and active units, then KL per dimension, pixel MSE of the
-        reconstruction from the posterior mode and the importance-weighted NLL
-        (see :mod:`lightning_vae.metrics`)."""
+        """The ELBO terms and active units, then KL per dimension (of the top layer, for a
+        hierarchical model), pixel MSE of the reconstruction from the posterior mode and the
+        importance-weighted NLL (see :mod:`lightning_vae.metrics`)."""
         generator = self._generator("test", dataloader_idx, batch_idx)
         x, posterior = self._evaluation_step(batch, "test", generator)
         self.test_kl_per_dim.update(posterior.kl_per_dim())
-        self.test_mse.update(self.model.decode(posterior.mode()), x)
+        self.test_mse.update(self.model.reconstruction(x, posterior), x)
         self.log("test/mse", self.test_mse)
         if self.test_nll_iw is not None:
             self.test_nll_iw.update(x, posterior, self.model, generator)
@@ -373,10 +404,17 @@ class VAE(pl.LightningModule):
         self.test_kl_per_dim.reset()
         self.log_dict({f"test/kl_dim/{i}": kl for i, kl in enumerate(kl_per_dim)}, sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
-                               self.hparams.weight_decay,
-                               fused=self.hparams.fused_optimizer)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.hparams.lr,
+                                    self.hparams.weight_decay,
+                                    fused=self.hparams.fused_optimizer,
+                                    capturable=self.hparams.cuda_graph)
+        if self.hparams.get("lr_schedule") is None:
+            return optimizer
+        scheduler = build_lr_schedule(self.hparams.lr_schedule, optimizer,
+                                      self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def check_checkpoint_shapes(stored: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
@@ -396,6 +434,12 @@ def upgrade_state_dict(state: dict[str, Tensor]) -> None:
     in place."""
     for key in [key for key in state if key.startswith(LEGACY_STATE_PREFIXES)]:
         state[f"model.{key}"] = state.pop(key)
+
+
+def objective_terms(objective: Objective, model: VAEModel, x: Tensor,
+                    generator: torch.Generator | None) -> dict[str, Tensor]:
+    """The per-example terms of a training batch: a plain function, so it compiles once."""
+    return objective.terms(model, x, generator)[1]
 
 
 def images_of(batch: Any) -> Tensor:

@@ -8,6 +8,7 @@ import pytest
 
 from lightning_vae.data import (
     CelebADataModule,
+    DSpritesDataModule,
     FashionMNISTDataModule,
     ImageDataModule,
     ImageFolderDataModule,
@@ -19,6 +20,7 @@ BUILT_IN = {
     "fashion_mnist": FashionMNISTDataModule,
     "celeba": CelebADataModule,
     "folder": lambda **options: ImageFolderDataModule("pictures", **options),
+    "dsprites": DSpritesDataModule,
 }
 """Each built-in datamodule, built from options alone (nothing is read before setup)."""
 
@@ -36,6 +38,8 @@ HYPERPARAMETERS = {
               "drop_last", "eval_batch_size"],
     "fashion_mnist": ["data_dir", "batch_size", "binarize", "val_size", "seed", "download",
                       "loader", "drop_last", "eval_batch_size"],
+    "dsprites": ["data_dir", "batch_size", "size", "val_size", "test_size", "source", "seed",
+                 "download", "loader", "drop_last", "eval_batch_size"],
     "celeba": ["data_dir", "image_size", "crop_size", "batch_size", "download", "loader", "seed",
                "cache_dir", "return_attributes", "drop_last", "eval_batch_size", "progress"],
     "folder": ["data_dir", "image_size", "channels", "crop_size", "val_fraction",

@@ -1,69 +1,21 @@
 import math
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from linear_gaussian import LinearGaussian, linear_gaussian
 from torch import Tensor, nn
-from torch.distributions import MultivariateNormal
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_vae import VAE, StandardNormal, register_architecture
 from lightning_vae.metrics import ActiveUnits, ImportanceWeightedNLL, KLPerDimension
-from lightning_vae.model.likelihoods import Gaussian
 from lightning_vae.model.posterior import DiagonalGaussian
 from lightning_vae.objectives import importance_weighted_bound
 
-# --- a linear-Gaussian VAE, whose log-likelihood is known exactly ------------------------------
-
-
-@dataclass
-class LinearGaussian:
-    x: Tensor
-    posterior: DiagonalGaussian
-    w: Tensor
-    sigma: float
-    exact: Tensor  # log p(x), shape (N,)
-    elbo: Tensor  # closed form, shape (N,)
-
-    def likelihood(self, z: Tensor) -> Gaussian:
-        """p(x|z) = N(Wz, σ²I)."""
-        return Gaussian(z @ self.w.T, torch.tensor(2 * math.log(self.sigma)))
-
-    @property
-    def prior(self) -> StandardNormal:
-        """p(z) = N(0, I): with ``likelihood``, what the NLL metric reads of a model."""
-        return StandardNormal(self.w.shape[1])
-
-
-def linear_gaussian(n: int = 300, pixels: int = 6, latent_dim: int = 3,
-                    sigma: float = 0.5) -> LinearGaussian:
-    """p(z) = N(0, I), p(x|z) = N(Wz, σ²I), so p(x) = N(0, WWᵀ + σ²I). The encoder is linear but
-    deliberately off: its mean over-shoots the optimal posterior mean by 10% (plus noise) and
-    its variance is 0.7 of the true posterior's marginal variances."""
-    generator = torch.Generator().manual_seed(0)
-    w = torch.randn(pixels, latent_dim, generator=generator)
-    covariance = w @ w.T + sigma**2 * torch.eye(pixels)
-    x = torch.randn(n, pixels, generator=generator) @ torch.linalg.cholesky(covariance).T
-    precision = w.T @ w + sigma**2 * torch.eye(latent_dim)
-    best_mean_map = torch.linalg.solve(precision, w.T)
-    mean_map = 1.1 * best_mean_map + 0.05 * torch.randn(latent_dim, pixels, generator=generator)
-    variance = 0.7 * sigma**2 * torch.linalg.inv(precision).diagonal()
-    posterior = DiagonalGaussian(x @ mean_map.T, variance.log().expand(n, latent_dim))
-    # E_q[log p(x|z)] in closed form: the squared error of the mean plus the spread of Wz.
-    expected_sq_error = ((x - posterior.mean @ w.T).pow(2)
-                         + posterior.std.pow(2) @ w.pow(2).T).sum(-1)
-    expected_log_px_z = (-0.5 * pixels * math.log(2 * math.pi * sigma**2)
-                         - expected_sq_error / (2 * sigma**2))
-    exact = MultivariateNormal(torch.zeros(pixels), covariance).log_prob(x)
-    return LinearGaussian(x, posterior, w, sigma, exact,
-                          expected_log_px_z - posterior.kl())
-
 
 def bound(model: LinearGaussian, k: int, chunk_size: int | None = 100, seed: int = 0) -> Tensor:
-    return importance_weighted_bound(model.x, model.posterior, model.likelihood, k, chunk_size,
-                                     torch.Generator().manual_seed(seed))
+    return importance_weighted_bound(model, model.x, k, chunk_size,
+                                     torch.Generator().manual_seed(seed), model.posterior)
 
 
 def test_bounds_rise_from_the_elbo_with_k_towards_the_exact_log_likelihood():
@@ -105,8 +57,8 @@ def test_the_nll_metric_is_the_negative_bound_averaged_over_all_batches():
         metric.update(model.x[rows], posterior, model)
     torch.manual_seed(5)
     expected = torch.cat([
-        -importance_weighted_bound(model.x[rows], DiagonalGaussian(
-            model.posterior.mean[rows], model.posterior.logvar[rows]), model.likelihood, 20)
+        -importance_weighted_bound(model, model.x[rows], 20, posterior=DiagonalGaussian(
+            model.posterior.mean[rows], model.posterior.logvar[rows]))
         for rows in (slice(0, 12), slice(12, 30))])
     assert metric.compute().item() == pytest.approx(expected.mean().item(), rel=1e-5)
 
@@ -125,9 +77,14 @@ def test_the_nll_metric_draws_from_the_generator_given_under_the_models_prior():
         def log_prob(self, z: Tensor) -> Tensor:
             return super().log_prob(z) + 1.0
 
+    class RaisedPriorModel(LinearGaussian):
+        @property
+        def prior(self) -> StandardNormal:
+            return RaisedPrior(3)
+
     raised = ImportanceWeightedNLL(num_samples=20, chunk_size=6)
-    raised.update(model.x, model.posterior, SimpleNamespace(
-        likelihood=model.likelihood, prior=RaisedPrior(3)), torch.Generator().manual_seed(5))
+    raised.update(model.x, model.posterior, RaisedPriorModel(**vars(model)),
+                  torch.Generator().manual_seed(5))
     assert raised.compute().item() == pytest.approx(expected.item() - 1.0, rel=1e-5)
 
 

@@ -1,13 +1,15 @@
-"""Priors p(z): the standard normal's density and KL, and the registry that builds a prior
-from the name in a model's config."""
+"""Priors p(z): the standard normal's and the VampPrior's densities and KLs, and the registry
+that builds a prior from the name (or name and options) in a model's config."""
 
+import math
 import re
 
 import pytest
 import torch
 
 from lightning_vae import DiagonalGaussian, StandardNormal, VAEModel, register_prior
-from lightning_vae.model.priors import PRIORS, build_prior
+from lightning_vae.model.priors import PRIORS, VampPrior, build_prior
+from lightning_vae.objectives import importance_weighted_bound
 
 
 def test_standard_normal_log_prob_matches_torch_normal_summed_over_latents():
@@ -42,12 +44,15 @@ def test_build_prior_gives_the_registered_prior_for_its_latent_size():
     assert isinstance(prior, StandardNormal) and prior.latent_dim == 6
 
 
-@pytest.mark.parametrize("name", ["laplace", ["standard_normal"], {"name": "standard_normal"}])
-def test_an_unknown_prior_is_refused_naming_the_choices(name):
-    """A list or a dict (as a hand-edited config may give) is refused like an unknown name."""
+@pytest.mark.parametrize("spec, name", [("laplace", "laplace"),
+                                        (["standard_normal"], ["standard_normal"]),
+                                        ({"name": "laplace"}, "laplace"),
+                                        ({"components": 3}, None)])
+def test_an_unknown_prior_is_refused_naming_the_choices(spec, name):
+    """A list (as a hand-edited config may give) is refused like an unknown name."""
     with pytest.raises(ValueError, match=re.escape(
             f"unknown prior {name!r}; choose one of {sorted(PRIORS)}")):
-        build_prior(name, 4)
+        build_prior(spec, 4)
     assert "standard_normal" in PRIORS
 
 
@@ -62,3 +67,121 @@ def test_a_model_builds_the_prior_its_config_names(monkeypatch):
     model = VAEModel(arch="mlp", image_shape=(1, 4, 4), latent_dim=2,
                      arch_options={"hidden_dims": [8]}, prior="test-wide-normal")
     assert type(model.prior) is WideNormal and model.config["prior"] == "test-wide-normal"
+
+
+# --- the VampPrior ------------------------------------------------------------------------------
+
+
+def vamp_model(components: int = 3, latent_dim: int = 2) -> VAEModel:
+    torch.manual_seed(0)
+    return VAEModel(arch="mlp", image_shape=(1, 4, 4), latent_dim=latent_dim,
+                    arch_options={"hidden_dims": [8]},
+                    prior={"name": "vamp", "components": components})
+
+
+def test_a_prior_given_as_a_dict_is_built_with_its_options_and_saved_as_given():
+    model = vamp_model(components=5)
+    assert isinstance(model.prior, VampPrior)
+    assert model.prior.pseudo_inputs.shape == (5, 1, 4, 4)
+    assert model.prior.pseudo_inputs.min() >= 0 and model.prior.pseudo_inputs.max() <= 1
+    assert model.config["prior"] == {"name": "vamp", "components": 5}
+    assert isinstance(build_prior({"name": "standard_normal"}, 3), StandardNormal)
+
+
+def test_the_vamp_prior_reads_the_models_encoder_whose_weights_are_saved_once():
+    keys = list(vamp_model().state_dict())
+    assert [key for key in keys if key.startswith("prior.")] == ["prior.pseudo_inputs"]
+    assert any(key.startswith("encoder.") for key in keys)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"name": "vamp", "components": 0}, "prior 'vamp' needs components >= 1"),
+    ({"name": "vamp", "components": 2.0}, "prior 'vamp' needs components >= 1"),
+    ({"name": "vamp", "component": 2}, "bad options .* for prior 'vamp'"),
+    ({"name": "standard_normal", "scale": 2}, "bad options .* for prior 'standard_normal'")])
+def test_bad_prior_options_are_refused_naming_them(spec, message):
+    with pytest.raises(ValueError, match=message):
+        VAEModel(arch="mlp", image_shape=(1, 4, 4), latent_dim=2,
+                 arch_options={"hidden_dims": [8]}, prior=spec)
+
+
+def test_the_vamp_density_integrates_to_one_over_a_two_dimensional_grid():
+    prior = vamp_model(components=3, latent_dim=2).prior
+    axis = torch.linspace(-10, 10, 801, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1)  # (801, 801, 2)
+    with torch.no_grad():
+        density = prior.log_prob(grid.float()).double().exp()
+    step = (axis[1] - axis[0]).item()
+    assert density.shape == (801, 801)
+    assert density.sum().item() * step**2 == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_vamp_density_is_the_mean_of_the_pseudo_input_posteriors():
+    prior = vamp_model(components=4).prior
+    z = torch.randn(5, 7, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        q = prior.mixture()
+        expected = torch.stack([
+            DiagonalGaussian(q.mean[k].expand(5, 7, 2), q.logvar[k].expand(5, 7, 2)).log_prob(z)
+            for k in range(4)]).logsumexp(0) - math.log(4)
+        torch.testing.assert_close(prior.log_prob(z), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_with_one_pseudo_input_the_monte_carlo_kl_matches_the_gaussian_closed_form():
+    model = vamp_model(components=1)
+    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.prior.pseudo_inputs.fill_(4.0)  # a component well apart from the posteriors
+        posterior, component = model.posterior(x), model.prior.mixture()
+        z = posterior.samples(20000, torch.Generator().manual_seed(2))  # (n, 3, 2)
+        monte_carlo = model.prior.kl(posterior, z).mean(0)
+        var_q, var_p = posterior.logvar.exp(), component.logvar.exp()
+        closed_form = 0.5 * (component.logvar - posterior.logvar
+                             + (var_q + (posterior.mean - component.mean).pow(2)) / var_p
+                             - 1).sum(-1)
+    torch.testing.assert_close(monte_carlo, closed_form, atol=0.03, rtol=0)
+    assert (closed_form > 0.3).all()  # not trivially zero
+
+
+def test_vamp_samples_come_from_the_pseudo_input_posteriors_and_the_generator_given():
+    model = vamp_model(components=1)
+    draws = model.prior.sample(4000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        component = model.prior.mixture()
+    torch.testing.assert_close(draws.mean(0), component.mean[0], atol=0.1, rtol=0)
+    torch.testing.assert_close(draws.std(0), component.std[0], atol=0.05, rtol=0.05)
+    again = model.prior.sample(4000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+
+
+def test_a_vamp_model_saves_and_loads_with_identical_outputs(tmp_path):
+    model = vamp_model(components=3)
+    with torch.no_grad():
+        model.prior.pseudo_inputs.add_(0.1)  # not the initial values
+    model.save_pretrained(tmp_path / "vamp")
+    loaded = VAEModel.from_pretrained(tmp_path / "vamp")
+    assert isinstance(loaded.prior, VampPrior) and loaded.prior.posterior_of.__self__ is loaded
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for a, b in ((model.elbo(x, torch.Generator().manual_seed(0)),
+                      loaded.elbo(x, torch.Generator().manual_seed(0))),):
+            for name in a:
+                assert torch.equal(a[name], b[name])
+    assert torch.equal(model.sample(5, torch.Generator().manual_seed(3)),
+                       loaded.sample(5, torch.Generator().manual_seed(3)))
+
+
+def test_the_importance_weighted_bound_uses_the_vamp_density():
+    model = vamp_model(components=3)
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1)).round()
+    with torch.no_grad():
+        bound = importance_weighted_bound(model, x, 20, 7, torch.Generator().manual_seed(0))
+        posterior = model.posterior(x)
+        z = posterior.samples(20, torch.Generator().manual_seed(0))
+        log_px_z = model.likelihood(z.flatten(0, 1)).log_prob(
+            x.expand(20, *x.shape).flatten(0, 1)).view(20, 4)
+        expected = (log_px_z + model.prior.log_prob(z) - posterior.log_prob(z)).logsumexp(0)
+        torch.testing.assert_close(bound, expected - math.log(20))
+        standard = (log_px_z + StandardNormal(2).log_prob(z)
+                    - posterior.log_prob(z)).logsumexp(0) - math.log(20)
+    assert not torch.allclose(bound, standard)

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_vae.objectives import OBJECTIVES, Objective, build_objective, register_objective
+from lightning_vae.objectives import (
+    BETA_SCHEDULES,
+    OBJECTIVES,
+    Objective,
+    build_objective,
+    register_beta_schedule,
+    register_objective,
+)
 from lightning_vae.objectives.beta import BetaELBO, CyclicalAnnealing, LinearWarmup
 from lightning_vae.objectives.capacity import CapacityObjective
 
@@ -24,7 +31,7 @@ def test_capacity_objective_penalises_distance_to_the_growing_capacity():
     objective = CapacityObjective(beta=10.0, capacity_max=20.0, steps=100)
     weights = objective.weights(50)
     assert weights == {"beta": 10.0, "capacity": 10.0}
-    loss = objective.loss(torch.tensor(50.0), torch.tensor(4.0), **weights)
+    loss = objective.loss({"recon": torch.tensor(50.0), "kl": torch.tensor(4.0)}, **weights)
     assert loss.item() == pytest.approx(50.0 + 10.0 * abs(4.0 - 10.0))
 
 
@@ -34,13 +41,12 @@ def test_capacity_objective_penalises_distance_to_the_growing_capacity():
 ])
 def test_the_loss_takes_its_weights_as_numbers_or_as_device_tensors(schedule):
     """A training pass replayed as a CUDA graph reads the weights from tensors."""
-    recon, kl = torch.tensor(50.0), torch.tensor(4.0)
+    means = {"recon": torch.tensor(50.0), "kl": torch.tensor(4.0)}
     weights = schedule.weights(30)
     as_tensors = {name: torch.tensor(value) for name, value in weights.items()}
-    expected = schedule.loss(recon, kl, **weights)
-    assert schedule.loss(recon, kl, **as_tensors).item() == pytest.approx(expected.item())
-    assert expected.item() != pytest.approx(schedule.loss(recon, kl,
-                                                          **schedule.weights(60)).item())
+    expected = schedule.loss(means, **weights)
+    assert schedule.loss(means, **as_tensors).item() == pytest.approx(expected.item())
+    assert expected.item() != pytest.approx(schedule.loss(means, **schedule.weights(60)).item())
 
 
 def test_build_objective_from_name_and_dict():
@@ -56,13 +62,13 @@ def test_each_beta_schedule_name_builds_its_objective(name, cls):
                "capacity": {"capacity_max": 5.0, "steps": 10}}[name]
     objective = build_objective(2.0, {"name": name, **options})
     assert type(objective) is cls
-    assert OBJECTIVES[name] is cls
+    assert BETA_SCHEDULES[name] is cls
 
 
-def test_a_registered_objective_is_built_from_its_name_with_beta_and_options(monkeypatch):
-    monkeypatch.setitem(OBJECTIVES, "test-free-bits", None)  # removed again after the test
+def test_a_registered_beta_schedule_is_built_from_its_name_with_beta_and_options(monkeypatch):
+    monkeypatch.setitem(BETA_SCHEDULES, "test-free-bits", None)  # removed again after the test
 
-    @register_objective("test-free-bits")
+    @register_beta_schedule("test-free-bits")
     class FreeBits(Objective):
         def __init__(self, beta: float, floor: float) -> None:
             self.beta, self.floor = beta, floor
@@ -70,12 +76,13 @@ def test_a_registered_objective_is_built_from_its_name_with_beta_and_options(mon
         def weights(self, step: int) -> dict[str, float]:
             return {"beta": self.beta}
 
-        def loss(self, recon, kl, beta):
-            return recon + beta * kl.clamp(min=self.floor)
+        def loss(self, means, beta):
+            return means["recon"] + beta * means["kl"].clamp(min=self.floor)
 
     objective = build_objective(2.0, {"name": "test-free-bits", "floor": 3.0})
     assert isinstance(objective, FreeBits) and objective.floor == 3.0
-    loss = objective.loss(torch.tensor(10.0), torch.tensor(1.0), **objective.weights(0))
+    loss = objective.loss({"recon": torch.tensor(10.0), "kl": torch.tensor(1.0)},
+                          **objective.weights(0))
     assert loss.item() == 16.0
 
 
@@ -135,3 +142,31 @@ def test_a_schedule_length_given_as_a_float_works_as_earlier_versions_saved_it()
     """1e3 from a command line or a config.json written before the checks: a number of steps."""
     assert build_objective(2.0, {"name": "linear", "steps": 1e3}).beta(500) == 1.0
     assert build_objective(1.0, {"name": "cyclical", "cycle_steps": 100.0}).beta(150) == 1.0
+
+
+def test_a_registered_objective_wraps_the_beta_schedule_and_elbo_is_the_schedule_itself(
+        monkeypatch):
+    schedule = build_objective(2.0, {"name": "linear", "steps": 10})
+    assert type(build_objective(2.0, {"name": "linear", "steps": 10}, "elbo")) is type(schedule)
+    monkeypatch.setitem(OBJECTIVES, "test-doubled", None)
+
+    @register_objective("test-doubled")
+    class Doubled(Objective):
+        def __init__(self, schedule: Objective, factor: float) -> None:
+            self.schedule, self.factor = schedule, factor
+
+        def weights(self, step: int) -> dict[str, float]:
+            return self.schedule.weights(step)
+
+        def loss(self, means, beta):
+            return self.factor * self.schedule.loss(means, beta)
+
+    objective = build_objective(2.0, {"name": "linear", "steps": 10},
+                                {"name": "test-doubled", "factor": 3.0})
+    means = {"recon": torch.tensor(10.0), "kl": torch.tensor(1.0)}
+    assert objective.weights(5) == {"beta": 1.0}
+    assert objective.loss(means, **objective.weights(5)).item() == 33.0
+    with pytest.raises(ValueError, match="unknown objective 'nope'; choose one of"):
+        build_objective(1.0, "constant", "nope")
+    with pytest.raises(ValueError, match=r"bad options .* for objective 'test-doubled'"):
+        build_objective(1.0, "constant", {"name": "test-doubled", "fator": 3.0})

@@ -1,6 +1,6 @@
 """Encoder/decoder families, registered by name on import."""
 
-from lightning_vae.model.nets import conv, mlp  # noqa: F401  (registers "conv" and "mlp")
+from lightning_vae.model.nets import conv, ladder, mlp  # noqa: F401  (registers their names)
 from lightning_vae.model.nets.registry import (
     available_architectures,
     build_architecture,

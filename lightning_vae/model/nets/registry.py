@@ -3,6 +3,9 @@
 A builder takes ``(image_shape, latent_dim, out_channels, **options)`` and returns
 ``(encoder, decoder)``: the encoder maps images (B, C, H, W) to (B, 2·latent_dim) — mean and
 log-variance halves — and the decoder maps latents (B, latent_dim) to (B, out_channels, H, W).
+An architecture whose model class is not :class:`~lightning_vae.model.VAEModel` itself (the
+hierarchical "ladder", :mod:`lightning_vae.model.hierarchical`) returns the nets that class
+drives; ``VAEModel(arch=...)`` builds that class (``register_model_class``).
 """
 
 from collections.abc import Callable
