@@ -148,6 +148,7 @@ def test_encode_decode_reconstruct_shapes():
 @pytest.mark.parametrize("fill", [0.0, 1.0, 1e6, -1e6])
 def test_no_nan_or_inf_on_constant_or_extreme_inputs(likelihood, fill):
     model = VAE(arch="mlp", image_shape=(1, 8, 8), latent_dim=3, likelihood=likelihood)
+    model.model.validate_inputs = False  # numerical stability here, not the support check
     x = torch.full((2, 1, 8, 8), fill)
     terms = model.model.elbo(x)
     loss = terms["elbo"].mean()
