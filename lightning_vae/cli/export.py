@@ -18,8 +18,9 @@ def card_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-likelihood-samples", type=int,
                         help="importance samples per image behind --test-log-likelihood")
     parser.add_argument("--trust-checkpoint", action="store_true", dest="trusted",
-                        help="unpickle a checkpoint that weights_only loading refuses (only "
-                        "for your own files)")
+                        help="trust the checkpoint: unpickle it if weights_only loading "
+                        "refuses it, and rebuild its datamodule (one of lightning_vae's only) "
+                        "for the card's reconstructions (only for your own files)")
 
 
 def main(argv: list[str]) -> None:
@@ -30,6 +31,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("checkpoint", help="a .ckpt file written by `lightning-vae fit`")
     parser.add_argument("folder", help="the model folder to write (made if missing)")
     parser.add_argument("--repo-id", help="the Hub repo the card's loading snippet names")
+    parser.add_argument("--force", action="store_true",
+                        help="replace model files (README.md, config.json, ...) in FOLDER that "
+                        "no lightning-vae save wrote")
     card_options(parser)
     args = vars(parser.parse_args(argv))
     folder = export_checkpoint(args.pop("checkpoint"), args.pop("folder"), **args)

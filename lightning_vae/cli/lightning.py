@@ -14,13 +14,19 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 
+from lightning_vae import safe_yaml
 from lightning_vae.cli.parser import VAEArgumentParser
 from lightning_vae.cli.verbs import SUBCOMMAND_HELP
 from lightning_vae.training.callbacks import run_folder
-from lightning_vae.training.checkpoints import check_checkpoint_file
+from lightning_vae.training.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint_file,
+    load_checkpoint,
+)
 from lightning_vae.training.last_checkpoint import (
     LastCheckpoint,
     checkpoint_folders,
@@ -114,7 +120,9 @@ step of the default model on a GPU (docs/results.md)."""
 class VAECLI(LightningCLI):
     """LightningCLI for :class:`VAE` with any LightningDataModule; the model's ``image_shape``
     and ``preprocessing`` are taken from the datamodule so the two can never disagree, and the
-    checkpoint records how to prepare new images for the model. Unless the configuration names a
+    checkpoint records how to prepare new images for the model. Checkpoints are written whole
+(:class:`~lightning_vae.training.checkpoints.AtomicCheckpointIO`) unless the configuration names
+a checkpoint writer. Unless the configuration names a
     progress bar or turns it off, the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
@@ -126,6 +134,10 @@ class VAECLI(LightningCLI):
         bar_wanted = config.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):  # .ckpt written whole
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(DropEmptyRun(new_run_folders(trainer)))
         return trainer
@@ -144,6 +156,11 @@ class VAECLI(LightningCLI):
         path = subcommand and self.config[subcommand].get("ckpt_path")
         if path and Path(path).is_file():
             check_checkpoint_file(path)
+            trusted = self.config[subcommand].get("weights_only") is False
+            checkpoint = load_checkpoint(path, trusted, "--weights_only false")
+            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+                raise ValueError(f"{path} holds no state_dict: it is not a checkpoint Lightning "
+                                 "wrote while training; pass one of the run's .ckpt files")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
@@ -202,6 +219,7 @@ class VAECLI(LightningCLI):
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
     """Run a Lightning subcommand (fit, validate, test) with ``argv``; with ``run=False``,
     ``argv`` holds no subcommand and the CLI only builds the model and data."""
+    safe_yaml.install()  # --config files and values: no alias bombs
     with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
         warnings.filterwarnings("ignore", message=".*provide both args and command line")
         for message in WARNING_NOISE:

@@ -2,6 +2,7 @@
 folder or a Lightning ``.ckpt`` file), on the device asked for."""
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +33,13 @@ def usable_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; "
                          "use --device cpu")
+    if device.type == "meta":
+        raise ValueError(f"--device {name}: meta tensors hold no values to sample or "
+                         "reconstruct; use --device cpu or cuda")
+    backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
+    if device.type not in ("cpu", "cuda") and not getattr(backend, "is_available", bool)():
+        raise ValueError(f"--device {name}: this torch ({torch.__version__}) has no "
+                         f"{device.type} device on this machine; use --device cpu")
     return device
 
 
@@ -49,3 +57,15 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def at_most(limit: int) -> Callable[[str], int]:
+    """An argparse type: a count from 1 to ``limit``."""
+
+    def count(text: str) -> int:
+        value = positive(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit}, got {value}")
+        return value
+
+    return count

@@ -22,7 +22,8 @@ from torch import Tensor
 from lightning_vae.atomic import replacing
 from lightning_vae.cli.loading import load_model, model_options, positive
 from lightning_vae.cli.recipes import resolve_config_arguments
-from lightning_vae.cli.reconstruct import open_image, output_names
+from lightning_vae.cli.reconstruct import output_names
+from lightning_vae.data.images import open_image
 from lightning_vae.model import VAEModel
 
 SPLITS = ("train", "val", "test")
@@ -36,7 +37,8 @@ def image_batches(inputs: list[str], batch_size: int
     pairs = output_names(inputs)
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        yield [open_image(source) for source, _ in chunk], [str(name) for _, name in chunk], None
+        images = [open_image(source, upright=False) for source, _ in chunk]
+        yield images, [str(name) for _, name in chunk], None
 
 
 def datamodule_batches(configs: list[str], overrides: list[str], split: str, limit: int | None

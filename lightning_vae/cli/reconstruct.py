@@ -9,12 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 from lightning_vae.atomic import replacing
 from lightning_vae.cli.background import inverted, looks_inverted
 from lightning_vae.cli.loading import load_model, model_options, positive
 from lightning_vae.data.folder import list_images
+from lightning_vae.data.images import open_image
 from lightning_vae.model import VAEModel
 
 
@@ -24,9 +23,11 @@ def output_names(inputs: list[str]) -> list[tuple[Path, Path]]:
     pairs = []
     for given in map(Path, inputs):
         if given.is_dir():
-            pairs += [(given / name, Path(name).with_suffix(".png"))
-                      for name in list_images(given)[0]]
-        elif given.is_file():
+            images, _, unreadable = list_images(given)
+            for name, reason in unreadable:
+                print(f"skipped {given / name}: {reason}", file=sys.stderr)
+            pairs += [(given / name, Path(name).with_suffix(".png")) for name in images]
+        elif given.is_file():  # a FIFO or a device is not one: reading it would block
             pairs.append((given, Path(given.stem + ".png")))
         else:
             raise FileNotFoundError(f"no image file or folder at {given}")
@@ -41,16 +42,6 @@ def output_names(inputs: list[str]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def open_image(path: Path) -> Image.Image:
-    """The decoded image in ``path``; an error names the file when it is not a readable image."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: cannot be decoded as an image ({error})") from error
-
-
 def reconstruct_files(model: VAEModel, inputs: list[str], out: str | Path,
                       batch_size: int = 64, invert: bool = False) -> list[Path]:
     """Write the reconstruction of every input image (files, or folders of them; flipped
@@ -60,7 +51,7 @@ def reconstruct_files(model: VAEModel, inputs: list[str], out: str | Path,
     written, suspects = [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        images = [open_image(source) for source, _ in chunk]
+        images = [open_image(source, upright=False) for source, _ in chunk]
         images = [inverted(image) for image in images] if invert else images
         batch = model.preprocess(images)
         suspects += [src for (src, _), odd in zip(chunk, looks_inverted(model, batch), strict=True)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import torch
 
-from lightning_vae.cli.loading import load_model, model_options, positive
+from lightning_vae.cli.loading import at_most, load_model, model_options, positive
 from lightning_vae.imaging import make_grid, save_image
 from lightning_vae.model import VAEModel
+
+MAX_SAMPLES = 4096
+"""Most images one grid holds (64 rows of 64): ``-n 10000000`` would need hundreds of GB."""
 
 
 def sample_grid(model: VAEModel, n: int, out: str | Path, nrow: int = 8, seed: int = 0) -> Path:
@@ -24,8 +27,8 @@ def main(argv: list[str]) -> None:
         prog="lightning-vae sample",
         description="Decode draws from the prior N(0, I) of a VAE into one grid PNG.")
     model_options(parser)
-    parser.add_argument("-n", "--num-samples", type=positive, default=64,
-                        help="images to draw (default: 64)")
+    parser.add_argument("-n", "--num-samples", type=at_most(MAX_SAMPLES), default=64,
+                        help=f"images to draw (default: 64, at most {MAX_SAMPLES})")
     parser.add_argument("--out", default="samples.png",
                         help="the image file to write (.png, .jpg, .webp, ...)")
     parser.add_argument("--nrow", type=positive, default=8, help="images per row")

@@ -23,6 +23,7 @@ Runs that test after fitting (``test_after_fit: true``, as the dSprites recipes 
 import argparse
 import csv
 import json
+import math
 import os
 import queue
 import subprocess
@@ -63,6 +64,9 @@ def parse_betas(text: str) -> list[float]:
     except ValueError:
         raise ValueError(f"--beta {text!r}: expected comma-separated numbers such as 0.25,1,4,16"
                          ) from None
+    if not all(map(math.isfinite, betas)):
+        raise ValueError(f"--beta {text!r}: every β must be a finite number (not nan or inf), "
+                         "such as 0.25,1,4")
     if not betas or min(betas) <= 0 or len(set(betas)) != len(betas):
         raise ValueError(f"--beta {text!r}: expected distinct positive numbers such as 0.25,1,4")
     labels = {}  # runs are filed and named by f"{β:g}": equal labels would share a folder

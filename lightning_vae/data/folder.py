@@ -1,7 +1,10 @@
 """Your own images as a LightningDataModule: any folder tree of PNG, JPEG, WebP and BMP files.
 
 - Files: every ``.png``, ``.jpg``, ``.jpeg``, ``.webp`` and ``.bmp`` under ``data_dir``, at any
-  depth, of any size and mode (names starting with a dot are skipped). When every image lies in
+  depth, of any size and mode (names starting with a dot are skipped). Only regular files are
+  read: FIFOs, devices, symlink loops, dangling symlinks and names that are not UTF-8 are
+  skipped and named (:func:`list_images`), and an image declaring more than
+  ``images.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded. When every image lies in
   a subfolder, the first-level subfolder names, sorted, are the classes and each image's label is
   its class's index; otherwise every label is 0.
 - Preprocessing: each file is decoded once by :func:`~.images.load_image` (EXIF orientation,
@@ -9,8 +12,9 @@
   cache of the built-in data sets (:mod:`.images`), with a progress bar. A first pass decodes
   every file to find those that cannot be used (truncated, not an image, smaller than
   ``crop_size``, ...): they are listed with the reason and skipped, or fail the run with
-  ``strict=True``. Its verdicts are kept beside the cache, keyed like it by the file list and
-  settings, so only a new or changed folder is checked again (each file is then decoded twice).
+  ``strict=True``. Its verdicts are kept beside the cache, keyed like it by the files' names and
+  contents and the settings, so only a new or changed folder is checked again (each file is
+  then decoded twice). A damaged cache or verdicts file is named in a warning and rebuilt.
 - Split: the images, in path order, are shuffled with the fixed ``SPLIT_SEED`` whatever
   ``seed`` is, then cut into validation (``val_fraction``), test (``test_fraction``) and train,
   so every run validates on the same images.
@@ -21,8 +25,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,19 +57,54 @@ SHOWN_SKIPPED = 20
 """Skipped files named in the warning; the verdicts file lists them all."""
 
 
-def list_images(folder: Path) -> tuple[list[str], list[str]]:
-    """(image files, other files) under `folder`, as sorted POSIX paths relative to it; hidden
-    files and folders are left out."""
-    images, others = [], []
+def list_images(folder: Path) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(image files, other files, unreadable entries) under `folder`, as sorted POSIX paths
+    relative to it; hidden files and folders are left out, symlinked folders not entered.
+
+    An entry with an image extension is read only when it is a regular file (a symlink to one
+    counts): a FIFO would block the reader for ever, a device or socket is no image. Those, and
+    symlink loops, dangling symlinks and names that are not UTF-8 (which no message, cache key
+    or JSON file can hold), are the unreadable entries, each with the reason it is skipped."""
+    images, others, unreadable = [], [], []
     for parent, dirs, files in os.walk(folder):
         dirs[:] = [name for name in dirs if not name.startswith(".")]
         for name in files:
             if name.startswith("."):
                 continue
             relative = (Path(parent) / name).relative_to(folder).as_posix()
-            is_image = Path(name).suffix.lower() in IMAGE_EXTENSIONS
-            (images if is_image else others).append(relative)
-    return sorted(images), sorted(others)
+            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                others.append(relative)
+            elif reason := _unreadable(Path(parent) / name, relative):
+                unreadable.append((printable(relative), reason))
+            else:
+                images.append(relative)
+    return sorted(images), sorted(others), sorted(unreadable)
+
+
+def printable(name: str) -> str:
+    """A file name as messages show it: bytes that are not UTF-8 as ``\\xff`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _unreadable(path: Path, relative: str) -> str | None:
+    """Why the image entry `path` is not read (see :func:`list_images`), or None."""
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8: rename it"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing (dangling): remove it or restore its target"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop: remove it"
+        return f"cannot be read ({error.strerror})"
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device")
+        return f"not a regular file but {kind}: remove it"
+    return None
 
 
 def check_images(names: list[str], root: Path, transform: ImageTransform, *,
@@ -207,16 +248,16 @@ class ImageFolderDataModule(ImageDataModule):
                 f"no folder at {self.data_dir}: point data_dir (--data.data_dir) at "
                 "the folder of your images"
             )
-        names, others = list_images(self.data_dir)
-        if not names:
+        names, others, unreadable = list_images(self.data_dir)
+        if not names and not unreadable:
             found = (f"; it holds {len(others)} other files, e.g. {', '.join(others[:3])}"
                      if others else "")
             raise ValueError(
                 f"{self.data_dir} holds no image files ({', '.join(IMAGE_EXTENSIONS)}) at any "
                 f"depth{found}; point data_dir at a folder of images"
             )
-        verdicts = self._verdicts_file(names)
-        self.skipped = self._verdicts(names, verdicts)
+        verdicts = self._verdicts_file(names) if names else self.cache_dir
+        self.skipped = unreadable + (self._verdicts(names, verdicts) if names else [])
         bad = {name for name, _ in self.skipped}
         usable = [name for name in names if name not in bad]
         if not usable:
@@ -243,7 +284,12 @@ class ImageFolderDataModule(ImageDataModule):
         """The unusable files among `names`, read from `path`, else found by
         :func:`check_images` and written there."""
         if path.is_file():
-            return [tuple(entry) for entry in json.loads(path.read_text())["skipped"]]
+            try:
+                return [(str(name), str(reason))
+                        for name, reason in json.loads(path.read_text())["skipped"]]
+            except (ValueError, KeyError, TypeError, RecursionError) as error:
+                rank_zero_warn(f"the image check cache {path} is damaged ({error!r}); "
+                               "checking the images again")
         skipped = check_images(names, self.data_dir, self.transform, progress=self.progress)
         check_cache_dir(path.parent)
         with replacing(path) as temporary:

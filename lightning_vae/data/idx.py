@@ -21,6 +21,9 @@ import numpy as np
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_HEADER_BYTES = 4 + 4 * 255
+MAX_IDX_BYTES = 1 << 31
+"""Largest IDX payload read (2 GiB; MNIST's training images are 47 MB): a header declaring more
+is refused before anything is decompressed."""
 
 # IDX type code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -152,17 +155,21 @@ def idx_mismatch(
     return None
 
 
-def read_idx_bytes(path: str | Path) -> bytes:
-    """The uncompressed bytes of an IDX file, gzipped (detected from its content) or not.
+def read_idx_bytes(path: str | Path, limit: int | None = None) -> bytes:
+    """The uncompressed bytes of an IDX file, gzipped (detected from its content) or not; at
+    most ``limit`` + 1 bytes are read (decompressed), so a gzip stream that inflates past what
+    its header declares (a decompression bomb) costs no more memory than a true file.
 
     Raises :class:`IDXError` naming the file when the gzip stream is corrupt or truncated.
     """
     path = Path(path)
+    size = -1 if limit is None else limit + 1
     try:
         if is_gzip(path):
             with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+                return f.read(size)
+        with open(path, "rb") as f:
+            return f.read(size)
     except EOFError as err:
         raise IDXError(path, f"the gzip stream ends early, the download was cut ({err})") from err
     except (OSError, zlib.error) as err:
@@ -175,12 +182,20 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read a whole IDX file (gzip detected from its content) into a native-endian array.
 
     Raises :class:`IDXError` (a ValueError) naming the file when the gzip stream is corrupt or
-    truncated, the magic number is wrong, or the data length differs from the header's shape.
+    truncated, the magic number is wrong, the data length differs from the header's shape, or
+    the header declares more than ``MAX_IDX_BYTES``. No more than the header declares is ever
+    decompressed.
     """
     path = Path(path)
-    data = read_idx_bytes(path)
-    header = _parse_header(path, data[:MAX_HEADER_BYTES])
+    header = read_idx_header(path)
+    if header.payload_bytes > MAX_IDX_BYTES:
+        raise IDXError(path, f"header declares shape {header.shape} ({header.payload_bytes} "
+                       f"data bytes), more than the {MAX_IDX_BYTES} read from an IDX file")
+    data = read_idx_bytes(path, limit=header.total_bytes)
     actual = len(data) - header.header_bytes
+    if actual > header.payload_bytes:
+        raise IDXError(path, f"header declares shape {header.shape} ({header.payload_bytes} "
+                       "data bytes) but the file holds more (reading stopped there)")
     if actual != header.payload_bytes:
         raise IDXError(
             path,

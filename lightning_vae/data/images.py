@@ -13,7 +13,9 @@ import io
 import json
 import os
 import shutil
+import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -28,11 +30,14 @@ from lightning_vae.atomic import replacing
 from lightning_vae.checks import check_number
 from lightning_vae.imaging import fit_image
 
-CACHE_FORMAT_VERSION = 2
+CACHE_FORMAT_VERSION = 3
 """Part of every cache key: bump it when `load_image` changes what it returns for a file."""
 
 _CHUNK = 256
 """Images decoded per round of the thread pool: bounds the encoded bytes held in memory."""
+MAX_IMAGE_PIXELS = 1 << 26
+"""Most pixels an image file may declare (67 million: 8192x8192, beyond any photo a VAE is
+trained on); more is refused before decoding, as a decompression bomb would be."""
 CACHE_DIR_FIX = "pass a writable cache_dir (for example cache_dir='/tmp/lightning-vae-cache')"
 
 
@@ -65,27 +70,43 @@ class ImageTransform:
             check_number("crop_size", self.crop_size, minimum=1)
 
 
+def open_image(file: str | Path | bytes, *, name: str | None = None,
+               upright: bool = True) -> Image.Image:
+    """Decode one image file (a path or its bytes) whole, turned upright by its EXIF orientation
+    unless not ``upright``. Refused with a ValueError naming it (``name``, default the path):
+    anything Pillow cannot decode, and an image of more than ``MAX_IMAGE_PIXELS`` pixels, which
+    is checked from the header before any pixel is decoded (a decompression bomb: a small file
+    that would decode to gigabytes)."""
+    where = name or (str(file) if not isinstance(file, bytes) else "<image bytes>")
+    try:
+        with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as opened:
+            width, height = opened.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(
+                    f"it declares {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} "
+                    "decoded per image (a decompression bomb?)")
+            opened.load()
+            return ImageOps.exif_transpose(opened) if upright else opened
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(
+            f"{where}: cannot be decoded as an image ({error}); replace or remove this file"
+        ) from error
+
+
 def load_image(
     file: str | Path | bytes, transform: ImageTransform, *, name: str | None = None
 ) -> np.ndarray:
     """Decode one image file (any Pillow mode) into a uint8 array of shape (C, S, S).
 
     `file` is a path or the file's bytes; `name` is what errors call it (default: the path).
-    The image is turned upright by its EXIF orientation, converted to `transform.channels`,
-    centre-cropped to `transform.crop_size` and resized (bilinear, antialiased) to
-    `transform.image_size`.
+    The image is decoded by :func:`open_image` (bounded, turned upright by its EXIF
+    orientation), converted to `transform.channels`, centre-cropped to `transform.crop_size`
+    and resized (bilinear, antialiased) to `transform.image_size`.
     """
     where = name or (str(file) if not isinstance(file, bytes) else "<image bytes>")
-    try:
-        with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except FileNotFoundError:
-        raise
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(
-            f"{where}: cannot be decoded as an image ({error}); replace or remove this file"
-        ) from error
+    image = open_image(file, name=where)
 
     width, height = image.size
     if transform.input_size is not None and (width, height) != tuple(transform.input_size):
@@ -110,10 +131,9 @@ def cache_file(
     """Where `build_uint8_cache` keeps the array for these files and settings.
 
     The name reads ``{prefix}-{C}x{S}x{S}-crop{crop}-{key}.npy``; `key` hashes the transform,
-    `CACHE_FORMAT_VERSION` and the file list's fingerprint (names in order and byte sizes, not
-    contents: reading every file at each start would cost a good part of a rebuild). The
-    fingerprint leaves `root` out, so moving the data, or swapping a folder for the same files
-    in a .zip, keeps the cache.
+    `CACHE_FORMAT_VERSION` and the file list's fingerprint (names in order and a digest of each
+    file's content, see `_fingerprint`). The fingerprint leaves `root` out, so moving the data,
+    or swapping a folder for the same files in a .zip, keeps the cache.
     """
     settings = {
         "format": CACHE_FORMAT_VERSION,
@@ -142,7 +162,8 @@ def build_uint8_cache(
         num_threads: decoding threads (Pillow decodes and resizes without the GIL); default
             one per CPU core, at most 8.
 
-    A file already there for the same settings is reused as is. A new one is written whole or
+    A file already there for the same settings is reused as is; one that is truncated or
+    damaged is named in a warning and built again. A new one is written whole or
     not at all (:func:`~lightning_vae.atomic.replacing`), so an interrupted or failed build
     never leaves a file a later run would trust (a killed process may leave a hidden
     ``.*.partial`` file there: it is never read, and can be deleted).
@@ -150,14 +171,35 @@ def build_uint8_cache(
     if not names:
         raise ValueError(f"no image files to preprocess under {root}")
     target = cache_file(names, root, cache_dir, transform, prefix=prefix)
-    if not target.exists():
-        _write_cache(names, Path(root), target, transform, progress, num_threads)
-    return np.load(target, mmap_mode="c")  # copy-on-write: writes never reach the file
+    shape = (len(names), transform.channels, transform.image_size, transform.image_size)
+    if target.exists():
+        try:
+            return _read_cache(target, shape)
+        except ValueError as error:
+            warnings.warn(f"{error}; rebuilding it", stacklevel=2)
+            target.unlink()
+    _write_cache(names, Path(root), target, transform, progress, num_threads)
+    return _read_cache(target, shape)
+
+
+def _read_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The cache file memory-mapped (copy-on-write: writes never reach the file), refused with
+    a ValueError naming it when it is truncated, damaged or of another shape."""
+    try:
+        array = np.load(path, mmap_mode="c")
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"the image cache {path} is damaged ({error})") from None
+    if array.shape != shape or array.dtype != np.uint8:
+        raise ValueError(f"the image cache {path} holds {array.dtype} {array.shape}, not uint8 "
+                         f"{shape}: it is damaged")
+    return array
 
 
 def _fingerprint(names: Sequence[str], root: Path) -> str:
-    """sha256 of the names in order with each file's size in bytes."""
-    digest = hashlib.sha256()
+    """sha256 of the names in order, each with its file's size and CRC-32: of its content in a
+    folder (read at each start, by threads; far cheaper than the decoding the cache saves), as
+    the archive records it for a ``.zip`` member, so both give the same key. A file replaced by
+    another of the same size thus gets a new cache."""
     if root.suffix == ".zip":
         try:
             archive = zipfile.ZipFile(root)
@@ -166,18 +208,32 @@ def _fingerprint(names: Sequence[str], root: Path) -> str:
                 f"{root}: not a readable zip archive ({error}); delete it and fetch it again"
             ) from error
         with archive:
-            for name in names:
-                try:
-                    digest.update(f"{name}\0{archive.getinfo(name).file_size}\n".encode())
-                except KeyError:
-                    raise FileNotFoundError(f"{root} has no member {name}") from None
-    else:
-        for name in names:
             try:
-                digest.update(f"{name}\0{(root / name).stat().st_size}\n".encode())
-            except FileNotFoundError:
-                raise FileNotFoundError(f"image file {root / name} does not exist") from None
+                sums = [(info.file_size, info.CRC) for info in map(archive.getinfo, names)]
+            except KeyError as error:
+                raise FileNotFoundError(f"{root} has no member {error.args[0]}") from None
+    else:
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            sums = list(pool.map(lambda name: _content_sum(root / name), names))
+    digest = hashlib.sha256()
+    for name, (size, crc) in zip(names, sums, strict=True):
+        digest.update(f"{name}\0{size}\0{crc:08x}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def _content_sum(path: Path) -> tuple[int, int]:
+    """(size in bytes, CRC-32) of the file's content, read in 1 MiB blocks."""
+    size, crc = 0, 0
+    try:
+        with open(path, "rb") as file:
+            while block := file.read(1 << 20):
+                size, crc = size + len(block), zlib.crc32(block, crc)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path} does not exist") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error}); replace or "
+                         "remove this file") from error
+    return size, crc
 
 
 def _write_cache(

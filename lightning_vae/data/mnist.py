@@ -36,6 +36,9 @@ from lightning_vae.data.sources import (
 )
 from lightning_vae.imaging import Binarize
 
+NUM_CLASSES = 10
+"""Classes of MNIST and Fashion-MNIST: a label outside 0..9 means a damaged or foreign file."""
+
 
 class IDXDataModule(ImageDataModule):
     """A 28x28 grey-level IDX data set (MNIST layout) with a seeded train/validation split.
@@ -117,6 +120,10 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[Tensor, Tensor]:
     """IDX images (N, 28, 28) and labels (N,) → uint8 (N, 1, 28, 28) and int64 (N,)."""
     images = torch.from_numpy(read_idx(images_path)).unsqueeze(1)
     labels = torch.from_numpy(read_idx(labels_path)).long()
+    low, high = (int(labels.min()), int(labels.max())) if len(labels) else (0, 0)
+    if low < 0 or high >= NUM_CLASSES:
+        raise IDXError(labels_path, f"labels range over {low}..{high}, but the MNIST family's "
+                       f"classes are 0..{NUM_CLASSES - 1}")
     if len(images) != len(labels):
         raise ValueError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_vae.data.download import DownloadError, download_file
-from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx_bytes
+from lightning_vae.data.idx import IDXError, idx_mismatch, read_idx_bytes, read_idx_header
 
 DATA_ENV = "LIGHTNING_VAE_DATA"
 SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -154,7 +154,7 @@ def _holds_another_data_set(spec: IDXDatasetSpec, key: str, path: Path) -> str |
     if not owners:
         return None
     try:
-        digest = hashlib.md5(read_idx_bytes(path)).hexdigest()
+        digest = hashlib.md5(read_idx_bytes(path, read_idx_header(path).total_bytes)).hexdigest()
     except IDXError as error:
         return error.reason
     if digest not in owners:

@@ -16,6 +16,7 @@ methods add only what the hooks cannot: ``save_pretrained`` stages the folder an
 whole, ``from_pretrained`` first finds the folder (:mod:`lightning_vae.hub.fetch`).
 """
 
+import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,12 +31,16 @@ from safetensors.torch import load_model
 from torch import Tensor
 
 import lightning_vae
-from lightning_vae.atomic import new_file_mode, staging_folder
+from lightning_vae.atomic import carry_over, new_file_mode, staging_folder, swap_folder
 from lightning_vae.hub.card import PICTURE_FILE, REPO_URL, TASK, CardFacts, build_model_card
 from lightning_vae.hub.fetch import CONFIG_FILE, WEIGHTS_FILE, model_folder
 from lightning_vae.imaging import make_grid, save_image
 
 CARD_FILE = "README.md"
+MODEL_FILES = (WEIGHTS_FILE, PICTURE_FILE, CARD_FILE, CONFIG_FILE)
+"""What a save writes, config.json last (the order files are moved in one by one)."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A config.json larger than this (1 MiB; a real one is under 1 KiB) is not read."""
 VERSION_KEY = "lightning_vae_version"
 STAGING_FILES = ".*.partial/*"
 """What a save killed midway may leave inside a model folder (its staging folder, see
@@ -107,6 +112,7 @@ class ModelFolderMixin(
         repo_id: str | None = None,
         push_to_hub: bool = False,
         model_card_kwargs: dict[str, Any] | None = None,
+        force: bool = False,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
         """Write config.json, model.safetensors, README.md and samples.png into
@@ -117,11 +123,15 @@ class ModelFolderMixin(
         reports) and ``images``, a batch (B, C, H, W) in [0, 1] shown above its reconstructions.
 
         Saving is atomic: huggingface_hub's ``save_pretrained`` writes everything into a
-        temporary sibling folder (or one inside ``save_directory`` where only that folder is
-        writable), whose files are then moved in one by one with config.json last, after
-        removing any old one. An interrupted save leaves a folder without config.json, which
-        never loads as a model. Other files in the folder are kept; README.md is replaced, since
-        it states this model's numbers. The files get the mode the umask gives new files (0o644
+        temporary sibling folder, which then takes the place of ``save_directory`` in one step
+        (:func:`~lightning_vae.atomic.swap_folder`): a crash at any point leaves the old model
+        or the new one, whole. Other files in an existing folder (notes, ``.git``) are kept
+        (hard-linked into the new folder); a folder holding README.md, config.json,
+        model.safetensors or samples.png that no lightning-vae save wrote is refused unless
+        ``force``, since those would be replaced. Where only ``save_directory`` itself is
+        writable (not its parent), the staging folder lies inside it and its files are moved in
+        one by one, config.json last after removing the old one, so an interrupted save leaves
+        a folder that never loads. The files get the mode the umask gives new files (0o644
         under the usual 022).
         """
         if config is not None:
@@ -137,6 +147,12 @@ class ModelFolderMixin(
         if target.exists() and not target.is_dir():
             raise FileExistsError(f"{target} is a file; a model is saved as a folder: choose "
                                   "a path that is a folder or does not exist yet")
+        if not force and (foreign := foreign_model_files(target)):
+            raise FileExistsError(
+                f"{target} holds {', '.join(foreign)}, which no lightning-vae save wrote (its "
+                f"config.json has no {VERSION_KEY}); saving would replace them: choose another "
+                "folder, or pass force=True (--force) to replace them"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         picture = self.card_picture(images)
         with staging_folder(target) as staging_dir:
@@ -149,12 +165,19 @@ class ModelFolderMixin(
                 raise OSError(f"writing {WEIGHTS_FILE} for {target} failed: {error}; the "
                               "folder is unchanged") from None
             save_image(picture, staging / PICTURE_FILE)
-            target.mkdir(exist_ok=True)
-            (target / CONFIG_FILE).unlink(missing_ok=True)
             mode = new_file_mode()
-            for name in (WEIGHTS_FILE, PICTURE_FILE, CARD_FILE, CONFIG_FILE):
+            for name in MODEL_FILES:
                 os.chmod(staging / name, mode)  # safetensors writes its file owner-only (0600)
-                os.replace(staging / name, target / name)
+            if staging.parent == target.parent:
+                if target.is_dir():
+                    carry_over(target, staging, [path.name for path in target.iterdir()
+                                                 if path.name not in MODEL_FILES
+                                                 and not _is_staging(path.name)])
+                swap_folder(staging, target)
+            else:  # staged inside the folder: its parent is read-only
+                (target / CONFIG_FILE).unlink(missing_ok=True)
+                for name in MODEL_FILES:
+                    os.replace(staging / name, target / name)
         if push_to_hub:
             return self.push_to_hub(repo_id or target.name, model_card_kwargs=model_card_kwargs,
                                     **push_to_hub_kwargs)
@@ -236,7 +259,12 @@ class ModelFolderMixin(
         folder = model_folder(pretrained_model_name_or_path, revision=revision,
                               cache_dir=cache_dir, force_download=force_download, token=token,
                               local_files_only=local_files_only, subfolder=subfolder)
-        model = super().from_pretrained(folder, map_location=map_location, overrides=model_kwargs)
+        try:
+            model = super().from_pretrained(folder, map_location=map_location,
+                                            overrides=model_kwargs)
+        except RecursionError:  # json's reader, on arrays or objects nested thousands deep
+            raise ValueError(f"{Path(folder) / CONFIG_FILE} nests too deeply to be a model's "
+                             "config; save the model again") from None
         return model.to(map_location, dtype).eval()
 
     @classmethod
@@ -308,6 +336,29 @@ def _floating_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | None
     return dtype
 
 
+def foreign_model_files(folder: Path) -> list[str]:
+    """The files of ``folder`` a save would replace though no lightning-vae save wrote them:
+    every model file present, when its config.json is not a JSON object naming the version
+    that wrote it (a user's own README.md or config.json)."""
+    present = [name for name in MODEL_FILES if os.path.lexists(folder / name)]
+    if not present:
+        return []
+    config_path = folder / CONFIG_FILE
+    try:
+        if config_path.is_file() and config_path.stat().st_size <= MAX_CONFIG_BYTES:
+            config = json.loads(config_path.read_bytes())
+            if isinstance(config, dict) and VERSION_KEY in config:
+                return []
+    except (OSError, ValueError, RecursionError):
+        pass
+    return present
+
+
+def _is_staging(name: str) -> bool:
+    """Whether ``name`` is a staging folder a killed save left (never kept or uploaded)."""
+    return name.startswith(".") and (name.endswith(".partial") or name.endswith(".partial.old"))
+
+
 def _release(version: object, path: Path) -> tuple[int, int]:
     """(major, minor) of a version string such as "0.1.0"."""
     try:
@@ -318,16 +369,30 @@ def _release(version: object, path: Path) -> tuple[int, int]:
 
 
 def _load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
-    """Load safetensors weights, checking every stored shape against the model the config
-    built, so that mismatched files fail with the tensors at fault named, and that every
+    """Load safetensors weights, checking every stored shape and type against the model the
+    config built (integer or bool tensors where weights belong would be cast to numbers
+    silently), so that mismatched files fail with the tensors at fault named, and that every
     weight is finite."""
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    state = model.state_dict()
+    expected = {name: tuple(tensor.shape) for name, tensor in state.items()}
     try:
         with safe_open(path, framework="pt") as f:
-            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+            slices = {name: f.get_slice(name) for name in f.keys()}  # noqa: SIM118
+            stored = {name: tuple(piece.get_shape()) for name, piece in slices.items()}
+            kinds = {name: piece.get_dtype() for name, piece in slices.items()}
         mismatched = [f"{name}: stored {shape}, config builds {expected[name]}"
                       for name, shape in stored.items()
                       if name in expected and shape != expected[name]]
+        not_float = [f"{name} ({kinds[name]})" for name in stored
+                     if name in state and state[name].is_floating_point()
+                     and not kinds[name].startswith(("F", "BF"))]
+        if not_float:
+            raise ValueError(
+                f"{path} (of {source}) stores integer or bool tensors where the model has "
+                f"floating-point weights: {', '.join(not_float[:3])}"
+                f"{', ...' if len(not_float) > 3 else ''}; it is not a saved model's weights: "
+                "save the model again with save_pretrained"
+            )
         if mismatched:
             raise ValueError(
                 f"{path} (of {source}) does not fit the model its config.json describes:\n  "

@@ -36,6 +36,7 @@ from torch import Tensor
 from lightning_vae.model.nets.ladder import BottomUp, TopDown
 from lightning_vae.model.posterior import DiagonalGaussian
 from lightning_vae.model.vae import VAEModel, VAEOutput, register_model_class
+from lightning_vae.model.validation import check_batch
 
 
 @dataclass
@@ -119,6 +120,8 @@ class HierarchicalVAE(VAEModel):
                    ) -> tuple[HierarchicalOutput, dict[str, Tensor]]:
         """``recon``, ``kl`` (the sum of the layers' ``kl/0`` (top), ``kl/1``, ...) and
         ``elbo``, per example in nats, from one draw of every layer."""
+        if self.validate_inputs:
+            check_batch(x, self.image_shape, self.likelihood_head)
         out = self(x, generator)
         recon = -out.likelihood.log_prob(x)
         kls = [self.prior.kl(out.posterior, out.z),

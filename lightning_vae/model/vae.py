@@ -28,6 +28,7 @@ from lightning_vae.model.preprocess import (
     preprocess_images,
 )
 from lightning_vae.model.priors import build_prior
+from lightning_vae.model.validation import check_batch, check_parameter_count, check_sizes
 
 
 @dataclass
@@ -86,6 +87,10 @@ class VAEModel(nn.Module, ModelFolderMixin):
     :class:`~lightning_vae.model.hierarchical.HierarchicalVAE`).
     """
 
+    validate_inputs: bool = True
+    """Whether ``elbo`` checks its batch (:func:`~lightning_vae.model.validation.check_batch`):
+    a runtime switch, not config; set it False to skip the one reduction it costs a batch."""
+
     def __new__(cls, *args: Any, **kwargs: Any) -> "VAEModel":
         arch = kwargs.get("arch", args[0] if args else None)
         if cls is VAEModel and isinstance(arch, str) and arch in MODEL_CLASSES:
@@ -110,6 +115,7 @@ class VAEModel(nn.Module, ModelFolderMixin):
         for axis, size in zip(("channels", "height", "width"), image_shape, strict=True):
             check_number(f"image_shape {axis}", size, minimum=1)
         check_number("latent_dim", latent_dim, minimum=1)
+        check_sizes(image_shape, latent_dim)
         for name, value in (("arch_options", arch_options),
                             ("likelihood_options", likelihood_options),
                             ("preprocessing", preprocessing)):
@@ -144,6 +150,7 @@ class VAEModel(nn.Module, ModelFolderMixin):
                 f"(registered: {available_architectures()}); import the module that registers "
                 "it (lightning_vae.register_architecture) before loading"
             )
+        check_parameter_count(cls, config, path)
 
     @property
     def latent_sizes(self) -> list[int]:
@@ -198,12 +205,15 @@ class VAEModel(nn.Module, ModelFolderMixin):
 
     def elbo(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Per-example ``recon`` (−log p(x|z)), ``kl`` (KL(q(z|x) ‖ p(z))) and ``elbo``
-        (= −recon − kl), in nats, from one posterior sample, for a prepared batch."""
+        (= −recon − kl), in nats, from one posterior sample, for a prepared batch: finite, and
+        in [0, 1] for a Bernoulli likelihood (refused otherwise, see ``validate_inputs``)."""
         return self.elbo_terms(x, generator)[1]
 
     def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None
                    ) -> tuple[VAEOutput, dict[str, Tensor]]:
         """:meth:`elbo` and the pass behind it (for metrics of the posterior)."""
+        if self.validate_inputs:
+            check_batch(x, self.image_shape, self.likelihood_head)
         out = self(x, generator)
         recon = -out.likelihood.log_prob(x)
         kl = self.prior.kl(out.posterior, out.z)

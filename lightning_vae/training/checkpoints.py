@@ -1,15 +1,19 @@
 """Lightning checkpoints of a VAE, read safely: torch's ``weights_only`` loading (tensors and
 plain values only), after checking that the file is one ``torch.save`` wrote; then the model and
-the facts a model card states."""
+the facts a model card states. Nothing a file names is imported: the datamodule class a
+checkpoint records is looked up in :data:`DATAMODULES`, this package's own. Checkpoints are
+written whole or not at all (:class:`AtomicCheckpointIO`)."""
 
-import importlib
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from lightning_vae import data
+from lightning_vae.atomic import replacing
 from lightning_vae.hub.card import CardFacts
 from lightning_vae.hub.fetch import first_line
 from lightning_vae.training.module import VAE, upgrade_state_dict
@@ -22,11 +26,13 @@ LOCAL_DATA_OPTIONS = ("data_dir", "download", "loader", "num_workers", "pin_memo
 """Datamodule options about this machine, not the data: left out of the public model card."""
 
 
-def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, trusted: bool = False,
+                    trust_option: str = "--trust-checkpoint (trusted=True)") -> dict[str, Any]:
     """A Lightning checkpoint, read with ``weights_only=True`` (tensors and plain values only).
 
     A checkpoint holding other Python objects is refused unless ``trusted``: then it is
-    unpickled, which runs code from the file, so only do it for your own checkpoints.
+    unpickled, which runs code from the file, so only do it for your own checkpoints. The
+    refusal names ``trust_option``, the way to say so where it is raised.
     """
     path = Path(path)
     if path.is_dir():
@@ -41,8 +47,8 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
         if not trusted:
             raise ValueError(
                 f"{path} holds Python objects that safe (weights_only) loading refuses: "
-                f"{first_line(error)}. If it is your own checkpoint, pass --trust-checkpoint "
-                "(trusted=True) to unpickle it"
+                f"{first_line(error)}. If it is your own checkpoint, pass {trust_option} to "
+                "unpickle it"
             ) from None
     except RuntimeError as error:  # torch's reader: a damaged archive
         raise ValueError(f"{path} is not a readable checkpoint ({first_line(error)}); "
@@ -117,10 +123,36 @@ def checkpoint_facts(checkpoint: dict[str, Any], path: str | Path) -> CardFacts:
     )
 
 
+DATAMODULES: dict[str, type] = {
+    path: cls
+    for cls in (data.MNISTDataModule, data.FashionMNISTDataModule, data.CelebADataModule,
+                data.ImageFolderDataModule, data.DSpritesDataModule)
+    for path in (f"{cls.__module__}.{cls.__name__}", f"lightning_vae.{cls.__name__}",
+                 f"lightning_vae.data.{cls.__name__}")
+}
+"""The datamodule classes a checkpoint's ``_class_path`` may name, by module path and by public
+name: the only ones ever built from a checkpoint's values. A file cannot make anything else run
+(an installed callable such as ``subprocess.Popen`` named there is a plain string)."""
+
+
 def datamodule_class(hparams: dict[str, Any]) -> type | None:
-    """The datamodule class LightningCLI recorded (``_class_path``), if it can be imported."""
-    module_name, _, name = str(hparams.get("_class_path", "")).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name) if module_name else None
-    except (ImportError, AttributeError):
-        return None
+    """The datamodule class LightningCLI recorded (``_class_path``) when it is one of this
+    package's (:data:`DATAMODULES`); None otherwise. Nothing is imported."""
+    return DATAMODULES.get(str(hparams.get("_class_path", "")))
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each ``.ckpt`` beside its target and renaming it
+    in place (:func:`~lightning_vae.atomic.replacing`). Lightning's own writes through a
+    temporary file in ``/tmp`` that is then copied over: a full disk cuts the copy and leaves a
+    truncated ``.ckpt``; here the previous file stays as it was and the error names it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with replacing(path) as temporary:
+            try:
+                torch.save(checkpoint, temporary)
+            except RuntimeError as error:  # torch's writer reports a full disk so
+                raise OSError(first_line(error)) from error

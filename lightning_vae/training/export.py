@@ -11,9 +11,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 from huggingface_hub import HfApi, constants
+from huggingface_hub import errors as hub_errors
 from torch import Tensor
 
 from lightning_vae.hub.card import CardFacts
+from lightning_vae.hub.fetch import first_line
 from lightning_vae.hub.format import STAGING_FILES, full_repo_id, require_token
 from lightning_vae.model import VAEModel
 from lightning_vae.training.checkpoints import (
@@ -23,6 +25,10 @@ from lightning_vae.training.checkpoints import (
     model_from_checkpoint,
 )
 from lightning_vae.training.module import WORKING_FOLDER_KEY
+
+NETWORK_ERRORS = (getattr(hub_errors, "HTTPError", hub_errors.HfHubHTTPError),)
+"""What huggingface_hub's HTTP client raises when the Hub cannot be reached or answers with an
+error (its HTTP status errors derive from it)."""
 
 
 def first_images(loader: Any, n: int = 8) -> Tensor | None:
@@ -36,13 +42,16 @@ def first_images(loader: Any, n: int = 8) -> Tensor | None:
     return images[:n].cpu()
 
 
-def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path) -> Tensor | None:
+def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path, trusted: bool
+                       ) -> Tensor | None:
     """Validation (else test) images from the datamodule the checkpoint records, rebuilt with
-    the same options; None, with a warning saying why, when the data is not at hand. Nothing is
-    downloaded: ``prepare_data`` is not called."""
+    the same options, when the checkpoint is ``trusted`` and the datamodule is one of this
+    package's (:data:`~lightning_vae.training.checkpoints.DATAMODULES`); None, with a warning
+    saying why, otherwise or when the data is not at hand. Nothing is downloaded:
+    ``prepare_data`` is not called."""
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
-    datamodule_type = datamodule_class(hparams)
-    reason = "the checkpoint does not record an importable datamodule class"
+    recorded = hparams.get("_class_path") if isinstance(hparams, dict) else None
+    datamodule_type = datamodule_class(hparams) if isinstance(hparams, dict) else None
     data_dir, trained_in, note = hparams.get("data_dir"), checkpoint.get(WORKING_FOLDER_KEY), ""
     if isinstance(data_dir, str) and not Path(data_dir).is_absolute():  # relative to the run's
         if trained_in:
@@ -50,7 +59,15 @@ def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path) -> Tensor |
         else:
             note = (f"; its data_dir {data_dir!r} is relative, and this checkpoint does not "
                     "record the folder training ran in: run export from that folder")
-    if datamodule_type is not None:
+    if datamodule_type is None:
+        reason = ("the checkpoint does not record a datamodule" if recorded is None else
+                  f"the checkpoint records the datamodule {str(recorded)[:200]!r}, which is not "
+                  "one of lightning_vae's (only those are ever built from a checkpoint)")
+    elif not trusted:
+        reason = (f"its datamodule ({datamodule_type.__name__}) is rebuilt from the checkpoint's "
+                  "values only for a trusted checkpoint: pass --trust-checkpoint (trusted=True) "
+                  "for your own file")
+    else:
         try:
             datamodule = datamodule_type(
                 **{key: value for key, value in hparams.items() if not key.startswith("_")})
@@ -69,6 +86,7 @@ def export_checkpoint(
     *,
     images: Tensor | None = None,
     trusted: bool = False,
+    force: bool = False,
     **facts: Any,
 ) -> Path:
     """Turn a Lightning checkpoint of a VAE into a model folder (config.json, model.safetensors,
@@ -77,7 +95,11 @@ def export_checkpoint(
     The card's numbers come from the checkpoint (:func:`checkpoint_facts`); ``facts``
     (:class:`~lightning_vae.hub.card.CardFacts` fields: ``repo_id``, ``dataset``,
     ``test_elbo``, ``test_log_likelihood``, ...) add to or override them. ``images`` (B, C, H, W)
-    are shown with their reconstructions; by default they come from the recorded datamodule.
+    are shown with their reconstructions; by default they come from the recorded datamodule
+    when ``trusted``. ``trusted`` also unpickles a checkpoint that safe loading refuses (see
+    :func:`~lightning_vae.training.checkpoints.load_checkpoint`). The folder is replaced in one
+    step (:meth:`~lightning_vae.hub.format.ModelFolderMixin.save_pretrained`); one holding model
+    files no lightning-vae save wrote is refused unless ``force``.
     """
     if unknown := sorted(set(facts) - {field.name for field in fields(CardFacts)}):
         raise TypeError(f"unknown export arguments {unknown}")
@@ -86,8 +108,8 @@ def export_checkpoint(
     card = vars(checkpoint_facts(checkpoint, checkpoint_path)) | {
         key: value for key, value in facts.items() if value is not None}
     if images is None:
-        images = _checkpoint_images(checkpoint, checkpoint_path)
-    model.save_pretrained(folder, model_card_kwargs=card | {"images": images})
+        images = _checkpoint_images(checkpoint, checkpoint_path, trusted)
+    model.save_pretrained(folder, model_card_kwargs=card | {"images": images}, force=force)
     return Path(folder)
 
 
@@ -109,6 +131,17 @@ def push(
     the token's account's repo, and the exported card names it so.
     """
     token = require_token(repo_id, token)
+    try:
+        return _push(source, repo_id, private, commit_message, token, trusted, facts)
+    except NETWORK_ERRORS as error:
+        raise OSError(f"cannot reach the Hugging Face Hub to push to {repo_id} "
+                      f"({type(error).__name__}: {first_line(error)}); check the network (and "
+                      "HF_ENDPOINT); nothing was uploaded") from error
+
+
+def _push(source: str | Path, repo_id: str, private: bool | None, commit_message: str | None,
+          token: str, trusted: bool, facts: dict[str, Any]) -> str:
+    """:func:`push` once the token is known."""
     repo_id = full_repo_id(repo_id, token)
     source = Path(source)
     if not source.is_dir():

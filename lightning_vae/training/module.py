@@ -250,6 +250,7 @@ class VAE(pl.LightningModule):
         the weights were trained to, and carry the optimizer steps across a change of
         ``cuda_graph``."""
         upgrade_state_dict(checkpoint.get("state_dict", {}))
+        check_checkpoint_shapes(checkpoint.get("state_dict", {}), self.state_dict())
         self._weights_step = checkpoint.get("global_step", 0)
         carry_optimizer_steps(checkpoint, automatic=self.automatic_optimization)
 
@@ -478,6 +479,18 @@ class VAE(pl.LightningModule):
             return optimizer
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def check_checkpoint_shapes(stored: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
+    """Refuse a checkpoint whose weights have other shapes than this module's, naming them
+    (Lightning's own error is a multi-line RuntimeError)."""
+    wrong = [f"{name}: stored {tuple(tensor.shape)}, this model {tuple(expected[name].shape)}"
+             for name, tensor in stored.items()
+             if name in expected and tuple(tensor.shape) != tuple(expected[name].shape)]
+    if wrong:
+        raise ValueError(f"the checkpoint's weights do not fit this model ({'; '.join(wrong[:2])}"
+                         f"{'; ...' if len(wrong) > 2 else ''}): pass the model options it was "
+                         "trained with")
 
 
 def upgrade_state_dict(state: dict[str, Tensor]) -> None:

@@ -256,7 +256,7 @@ def test_file_that_cannot_be_read_is_named_not_taken_for_a_failed_cache_write(tm
     with pytest.raises(ValueError, match=r"images/folder\.png: cannot be read \(Is a directory\)"):
         build_uint8_cache(names, tmp_path / "images", tmp_path / "cache",
                           ImageTransform(image_size=8), prefix="toy", progress=False)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # found while keying the cache, before writing
 
 
 def test_cache_folder_that_cannot_be_created_says_how_to_fix_it(tmp_path):

@@ -158,7 +158,7 @@ def test_export_cli_round_trips_a_checkpoint_written_by_lightning_vae_fit(
     [checkpoint] = (tmp_path / "run").rglob("*.ckpt")
     main(["export", str(checkpoint), "hub", "--repo-id", "someuser/mnist-vae",
           "--test-elbo", "-123.456", "--test-log-likelihood", "-120.5",
-          "--log-likelihood-samples", "50"])
+          "--log-likelihood-samples", "50", "--trust-checkpoint"])
 
     raw = torch.load(checkpoint, weights_only=True)
     loaded = lightning_vae.from_pretrained("hub")
