@@ -39,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_FIXTURES = {"mnist": "shared_mnist_dir", "fashion_mnist": "system_fashion_mnist_dir"}
 """The conftest fixture giving each zoo data set's real files (it skips when they are absent)."""
 SUBSET_SIZE = 500
+IW_DECODES = 10_000
+"""Decoder passes the card check spends on the importance-weighted bound: a card's k of 1000
+(the GPU-built models) re-evaluates it on 10 images, k = 20 on all 500."""
 TOLERANCE_SE = 4
 """Card numbers must lie within 4 standard errors of the subset's: a correct card fails with
 probability below 1e-4."""
@@ -245,9 +248,9 @@ def test_build_fits_tests_and_exports_with_the_cli_and_records_it_in_the_card(
 # --- the real zoo -------------------------------------------------------------------------------
 
 
-def test_the_zoo_holds_an_mnist_vae_an_mnist_beta_vae_and_a_fashion_mnist_vae():
+def test_the_zoo_holds_an_mnist_vae_a_beta_vae_a_fashion_mnist_vae_and_a_hierarchical_vae():
     assert [m.recipe for m in ZOO] == ["recipes/mnist_vae.yaml", "recipes/mnist_beta_vae.yaml",
-                                       "recipes/fashion_mnist_vae.yaml"]
+                                       "recipes/fashion_mnist_vae.yaml", "recipes/mnist_hvae.yaml"]
     for model in ZOO:
         assert {p.name for p in model.folder.iterdir()} == MODEL_FILES, model.name
     assert zoo.installed() == list(ZOO)
@@ -288,7 +291,7 @@ def test_zoo_model_saved_again_holds_only_its_architecture_in_config_json(model,
     """Whatever its config.json held (0.1.0 wrote the training settings there too), the loaded
     model's own config.json holds no optimizer, learning-rate, compile or evaluation key."""
     loaded = VAEModel.from_pretrained(model.folder)
-    assert type(loaded) is VAEModel
+    assert isinstance(loaded, VAEModel)  # the class of its architecture (HierarchicalVAE, ...)
     loaded.save_pretrained(tmp_path / "again")
     config = json.loads((tmp_path / "again" / "config.json").read_text())
     assert set(config) == {"arch", "image_shape", "latent_dim", "arch_options", "likelihood",
@@ -326,9 +329,10 @@ def test_the_results_document_states_each_zoo_models_card_numbers():
 
 
 def test_zoo_models_are_a_few_megabytes_each():
-    """(The wheel that holds them all is checked to stay under 20 MB.)"""
+    """(The wheel that holds them all is checked to stay under 32 MB, a third of PyPI's default
+    limit on a file.) The hierarchical VAE's 2.8 M weights are the largest, 11.2 MB."""
     sizes = {m.name: (m.folder / "model.safetensors").stat().st_size for m in ZOO}
-    assert max(sizes.values()) < 8e6, sizes
+    assert max(sizes.values()) < 12e6, sizes
     for model in ZOO:
         assert all(t.dtype == torch.float32 for t in
                    load_file(model.folder / "model.safetensors").values())
@@ -360,17 +364,19 @@ def assert_within_standard_errors(values: torch.Tensor, card_value: float, n_all
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ZOO, ids=lambda m: m.name)
 def test_zoo_model_matches_its_card_on_a_random_test_subset(model, request):
-    """ELBO and the importance-weighted log-likelihood (the card's k) of 500 random test
-    images agree with the card's whole-test-split numbers within 4 standard errors."""
+    """ELBO of 500 random test images, and the importance-weighted log-likelihood (the card's
+    k) of as many of them as IW_DECODES decoder passes allow, agree with the card's
+    whole-test-split numbers within 4 standard errors."""
     numbers = card_numbers(model.folder)
     data_dir = request.getfixturevalue(DATA_FIXTURES[numbers.dataset])
     images, n_all = random_test_images(model, data_dir)
     vae = VAEModel.from_pretrained(model.folder)
     with torch.no_grad():
         elbo = vae.elbo(images, generator=torch.Generator().manual_seed(0))["elbo"]
-        log_px = importance_weighted_bound(vae, images, model.iw_samples, chunk_size=20,
+        iw_images = images[:max(1, IW_DECODES // model.iw_samples)]
+        log_px = importance_weighted_bound(vae, iw_images, model.iw_samples, chunk_size=20,
                                            generator=torch.Generator().manual_seed(1))
-    assert log_px.mean() > elbo.mean()
+    assert log_px.mean() > elbo[:len(iw_images)].mean()
     assert_within_standard_errors(elbo, numbers.test_elbo, n_all)
     assert_within_standard_errors(log_px, numbers.test_log_likelihood, n_all)
 
@@ -407,7 +413,7 @@ def test_a_wheel_of_the_repository_holds_the_zoo_and_loads_it_offline_in_a_fresh
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
                     str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
     [wheel] = (tmp_path / "dist").glob("*.whl")
-    assert wheel.stat().st_size < 20e6
+    assert wheel.stat().st_size < 32e6
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     for model in ZOO:
