@@ -24,6 +24,14 @@ USER_ERRORS = (OSError, ValueError, MisconfigurationException)
 machine cannot honour), each with a message that names it and the fix: the command reports the
 message without a traceback."""
 TRACEBACK_ENV = "LIGHTNING_VAE_TRACEBACK"
+WANDB_HINT = "W&B: run `wandb login`, or set WANDB_MODE=offline to log to local files"
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS, and W&B's UsageError (no API key, a bad entity) once W&B is loaded: W&B is
+    optional and slow to import, so it is never imported just to name its error."""
+    wandb_errors = sys.modules.get("wandb.errors")
+    return USER_ERRORS + ((wandb_errors.UsageError,) if wandb_errors else ())
 
 
 DESCRIPTION = ("Train variational autoencoders on PyTorch Lightning; sample, reconstruct, "
@@ -68,9 +76,10 @@ def main(argv: list[str] | None = None) -> None:
                     ["--help" if arg == HELP_ALL else arg for arg in argv])))
             finally:
                 VAEArgumentParser.full_help = False
-    except USER_ERRORS as error:
+    except user_errors() as error:
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise
         program = " ".join(filter(None, ("lightning-vae", command)))
-        sys.exit(f"{program}: error: {error}\n"
+        hint = "" if isinstance(error, USER_ERRORS) else f" ({WANDB_HINT})"
+        sys.exit(f"{program}: error: {error}{hint}\n"
                  f"(run with {TRACEBACK_ENV}=1 to see where it was raised)")

@@ -262,3 +262,20 @@ def test_the_package_and_a_csv_logged_fit_never_import_wandb(tiny_mnist_dir, tmp
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(tmp_path.glob("lightning_logs/version_0/images/panels/samples/*.png"))
+
+
+def test_a_fit_logging_to_wandb_without_an_api_key_ends_in_one_line_naming_the_fix(
+        tiny_mnist_dir, tmp_path):
+    """W&B online with no key (a fresh home, no WANDB_API_KEY): its UsageError is reported in
+    one line, with how to log in or log offline, instead of a 60-line traceback."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env |= {"HOME": str(tmp_path), "WANDB_MODE": "online", "WANDB_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lightning_vae.cli", "fit", "--config", str(RECIPE),
+         *tiny_fit_args(tiny_mnist_dir, tmp_path), "--wandb"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-2]
+    assert error.startswith("lightning-vae fit: error: No API key configured")
+    assert "wandb login" in error and "WANDB_MODE=offline" in error
