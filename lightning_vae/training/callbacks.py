@@ -73,7 +73,26 @@ def _warn_without_loggers(trainer: pl.Trainer, callback: pl.Callback) -> None:
                        "are not kept; give the trainer a logger (e.g. --trainer.logger CSVLogger)")
 
 
-class ImagePanels(pl.Callback):
+class ValidationPictures(pl.Callback):
+    """What the picture callbacks share: the first validation batch's images, kept once (the
+    same images every epoch), and whether this validation epoch's pictures are due."""
+
+    every_n_epochs: int
+    num_images: int
+    images: Tensor | None
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: VAE, batch: Any,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.images is None and batch_idx == 0 and dataloader_idx == 0:
+            self.images = images_of(batch)[: self.num_images].detach().clone()
+
+    def due(self, trainer: pl.Trainer) -> bool:
+        """Every ``every_n_epochs``-th validation after the sanity check, once images are kept."""
+        every = (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return every and not trainer.sanity_checking and self.images is not None
+
+
+class ImagePanels(ValidationPictures):
     """Every ``every_n_epochs`` epochs (after the validation of epochs N, 2N, ...), log
     pictures under ``panels/``:
 
@@ -117,14 +136,8 @@ class ImagePanels(pl.Callback):
                                      generator=self.generator)
         _warn_without_loggers(trainer, self)
 
-    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: VAE, batch: Any,
-                                  batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.images is None and batch_idx == 0 and dataloader_idx == 0:
-            self.images = images_of(batch)[: self.num_images].detach().clone()
-
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
-        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        if trainer.sanity_checking or not due or self.images is None:
+        if not self.due(trainer):
             return
         if trainer.is_global_zero:  # plain forward passes only: no collective call in here
             for name, picture in self.panels(pl_module.model).items():

@@ -13,7 +13,6 @@ Add it to a recipe (the dSprites recipes do)::
 """
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -24,10 +23,11 @@ from torch import Tensor
 
 from lightning_vae.imaging import make_grid
 from lightning_vae.model import VAEModel
-from lightning_vae.training.module import VAE, images_of
+from lightning_vae.training.callbacks import ValidationPictures
+from lightning_vae.training.module import VAE
 
 
-class LatentTraversals(pl.Callback):
+class LatentTraversals(ValidationPictures):
     """Every ``every_n_epochs`` epochs (after the validation of epochs N, 2N, ...), write per
     latent dimension d an animated GIF ``<log dir>/traversals/epoch=E-step=S/latent_<d>.gif``:
     the first ``num_images`` images of the first validation batch side by side, decoded with
@@ -50,14 +50,8 @@ class LatentTraversals(pl.Callback):
         self.traversal_range, self.frames, self.frame_ms = traversal_range, frames, frame_ms
         self.images: Tensor | None = None
 
-    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: VAE, batch: Any,
-                                  batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.images is None and batch_idx == 0 and dataloader_idx == 0:
-            self.images = images_of(batch)[: self.num_images].detach().clone()
-
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
-        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        if trainer.sanity_checking or not due or self.images is None:
+        if not self.due(trainer):
             return
         if trainer.is_global_zero:  # forward passes only: no collective call in here
             folder = (Path(trainer.log_dir or trainer.default_root_dir) / "traversals"

@@ -7,6 +7,7 @@ from itertools import pairwise
 from torch import nn
 
 from lightning_vae.model.nets.registry import (
+    check_halvings,
     check_width,
     check_widths,
     make_activation,
@@ -21,13 +22,8 @@ def build_conv(image_shape: tuple[int, int, int], latent_dim: int, out_channels:
     check_widths("channels", channels)
     check_width("hidden_dim", hidden_dim)
     in_channels, height, width = image_shape
+    check_halvings("conv", len(channels), image_shape, "channels")
     factor = 2 ** len(channels)
-    if height % factor or width % factor:
-        raise ValueError(
-            f"the conv architecture with {len(channels)} stages needs height and width divisible "
-            f"by {factor}, got image_shape={tuple(image_shape)}; pass fewer 'channels' in "
-            "arch_options or resize the images"
-        )
     bottom = (channels[-1], height // factor, width // factor)
     flat = bottom[0] * bottom[1] * bottom[2]
 

@@ -22,6 +22,7 @@ from torch.nn import functional
 
 from lightning_vae.checks import is_int
 from lightning_vae.model.nets.registry import (
+    check_halvings,
     check_width,
     make_activation,
     register_architecture,
@@ -184,14 +185,7 @@ def build_ladder(image_shape: tuple[int, int, int], latent_dim: int, out_channel
                          f"stochastic layers per scale, coarse to fine, e.g. [1, 1]), got "
                          f"{layers!r}")
     in_channels, height, width_px = image_shape
-    factor = 2 ** len(layers)
-    if height % factor or width_px % factor:
-        raise ValueError(
-            f"the ladder architecture with {len(layers)} scales halves the image "
-            f"{len(layers)} times: it needs height and width divisible by {factor}, got "
-            f"image_shape={tuple(image_shape)}; pass fewer 'layers' in arch_options or resize "
-            "the images"
-        )
+    check_halvings("ladder", len(layers), image_shape, "layers")
     size = (height, width_px)
     bottom_up = BottomUp(in_channels, size, latent_dim, len(layers), width, blocks, hidden_dim,
                          activation)

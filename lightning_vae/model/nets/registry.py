@@ -76,6 +76,18 @@ def check_widths(option: str, values: object) -> None:
                          f"width per layer, e.g. [32, 64]), got {values!r}")
 
 
+def check_halvings(arch: str, halvings: int, image_shape: tuple[int, int, int], option: str
+                   ) -> None:
+    """Refuse an image the architecture cannot halve ``halvings`` times (one halving per entry
+    of ``arch_options[option]``), naming both ways out."""
+    factor = 2 ** halvings
+    if image_shape[1] % factor or image_shape[2] % factor:
+        raise ValueError(
+            f"the {arch} architecture halves the image {halvings} times: it needs height and "
+            f"width divisible by {factor}, got image_shape={tuple(image_shape)}; pass fewer "
+            f"{option!r} in arch_options or resize the images")
+
+
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module by name."""
     if not isinstance(name, str) or name not in ACTIVATIONS:
