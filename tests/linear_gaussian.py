@@ -92,6 +92,7 @@ class TrainableLinearGaussian(nn.Module):
     def forward(self, x: Tensor, generator: torch.Generator | None = None):
         return VAEModel.forward(self, x, generator)
 
+    validate_inputs = False  # real-valued vectors, not the (B, C, H, W) images VAEModel checks
     elbo_terms = VAEModel.elbo_terms
     log_weight_terms = VAEModel.log_weight_terms
     log_weights = VAEModel.log_weights

@@ -199,7 +199,7 @@ def test_export_from_another_folder_finds_a_relative_data_dir_where_training_ran
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    main(["export", str(checkpoint), "hub"])
+    main(["export", str(checkpoint), "hub", "--trust-checkpoint"])
     assert "Top two rows: validation images" in (elsewhere / "hub" / "README.md").read_text()
     assert not [w for w in recwarn if "prior samples only" in str(w.message)]
 
@@ -209,7 +209,7 @@ def test_export_from_another_folder_finds_a_relative_data_dir_where_training_ran
     with pytest.warns(UserWarning, match=r"(?s)prior samples only: .*its data_dir 'data' is "
                       r"relative, and this checkpoint does not record the folder training ran "
                       r"in: run export from that folder"):
-        main(["export", str(elsewhere / "old.ckpt"), "old"])
+        main(["export", str(elsewhere / "old.ckpt"), "old", "--trust-checkpoint"])
 
 
 # --- pushing ----------------------------------------------------------------------------------
