@@ -14,6 +14,9 @@ from torch import Tensor, nn
 from lightning_vae.checks import is_int
 from lightning_vae.model.posterior import DiagonalGaussian, standard_normal_log_prob
 
+_CHUNK_VALUES = 1 << 24
+"""Points × components × latents held at once by :meth:`VampPrior.log_prob` (64 MiB)."""
+
 PRIORS: dict[str, Callable[..., nn.Module]] = {}
 """Prior name → constructor taking the latent size and the prior's options (and, for a class
 with ``uses_encoder = True``, the model's ``posterior`` and ``image_shape``)."""
@@ -55,13 +58,17 @@ class StandardNormal(nn.Module):
 class VampPrior(nn.Module):
     """The VampPrior (Tomczak & Welling 2018): p(z) = 1/K Σₖ q(z|uₖ), the mixture of the
     model's own posteriors at K learned pseudo-inputs uₖ (``components``), images of the model's
-    ``image_shape`` initialised uniformly in [0, 1] (the paper's code instead maps a fixed input
-    through a learned layer; the pseudo-inputs here are free parameters, not clamped).
+    ``image_shape``. As in the paper, the encoder sees the pseudo-inputs through a hardtanh onto
+    [0, 1], the data's range (the paper's code maps a one-hot input through a linear layer and
+    that hardtanh, the same thing as a free parameter clamped), so no component comes from an
+    image unlike any the encoder is trained on. ``pseudo_inputs`` is that free parameter,
+    initialised uniformly in [0, 1].
 
     The posterior is the model's ``posterior`` method, held as a plain attribute, not a
     submodule: the encoder's weights are saved once, under the model's ``encoder.``, and the
     prior's state is only ``pseudo_inputs``. The KL has no closed form: :meth:`kl` estimates it
-    from the posterior's draw z as log q(z|x) − log p(z).
+    from the posterior's draw z as log q(z|x) − log p(z). The density is computed in float32
+    whatever the autocast setting, so training under bf16 and testing in float32 see one prior.
     """
 
     uses_encoder = True
@@ -76,23 +83,33 @@ class VampPrior(nn.Module):
         self.pseudo_inputs = nn.Parameter(torch.rand(components, *image_shape))
         self.posterior_of = posterior
 
+    def pseudo_images(self) -> Tensor:
+        """The pseudo-inputs the encoder sees, (K, *image_shape): ``pseudo_inputs`` clamped to
+        [0, 1] by a hardtanh (whose gradient stops a pixel that leaves the range)."""
+        return nn.functional.hardtanh(self.pseudo_inputs, 0.0, 1.0)
+
     def mixture(self) -> DiagonalGaussian:
-        """The K components q(z|uₖ): mean and log-variance (K, latent_dim)."""
-        return self.posterior_of(self.pseudo_inputs)
+        """The K components q(z|uₖ): mean and log-variance (K, latent_dim), float32. The encoder
+        runs with autocast off: under bf16 its rounding would move every component."""
+        with torch.autocast(self.pseudo_inputs.device.type, enabled=False):
+            return self.posterior_of(self.pseudo_images())
 
     def log_prob(self, z: Tensor) -> Tensor:
-        """log p(z) = logsumexp over k of log q(z|uₖ), minus log K; z may carry leading sample
-        dimensions. The squared distances are expanded into matrix products, so memory holds
-        (points × K) values, not (points × K × latent_dim)."""
+        """log p(z) = logsumexp over k of log q(z|uₖ), minus log K, in float32; z may carry
+        leading sample dimensions. The squared distances are taken from the differences z − μₖ,
+        never expanded into z² − 2zμₖ + μₖ² by matrix products: with precisions up to e³⁰ that
+        form cancels catastrophically (and bf16 autocast rounds its products), giving densities
+        far above any true one, which training then exploits. Points go in chunks, so memory
+        without gradients holds at most about 2²⁴ values whatever the number of points."""
         q = self.mixture()
-        mean, logvar = q.mean, q.logvar
-        precision = torch.exp(-logvar)
-        points = z.reshape(-1, z.shape[-1]).to(mean.dtype)
-        squared = (points.pow(2) @ precision.T - 2 * points @ (mean * precision).T
-                   + (mean.pow(2) * precision).sum(-1))
-        log_density = -0.5 * (z.shape[-1] * math.log(2 * math.pi) + logvar.sum(-1) + squared)
-        log_p = log_density.logsumexp(-1) - math.log(len(mean))
-        return log_p.view(z.shape[:-1])
+        mean, precision = q.mean, torch.exp(-q.logvar)
+        normaliser = z.shape[-1] * math.log(2 * math.pi) + q.logvar.sum(-1)  # (K,)
+        points = z.reshape(-1, z.shape[-1]).float()
+        chunk = max(1, _CHUNK_VALUES // mean.numel())
+        log_p = torch.cat([
+            (-0.5 * (normaliser + ((part[:, None] - mean).pow(2) * precision).sum(-1)))
+            .logsumexp(-1) for part in points.split(chunk)])
+        return (log_p - math.log(len(mean))).view(z.shape[:-1])
 
     def sample(self, n: int, *, device: torch.device | str = "cpu",
                dtype: torch.dtype | None = None,
