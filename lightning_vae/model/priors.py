@@ -100,7 +100,8 @@ class VampPrior(nn.Module):
         never expanded into z² − 2zμₖ + μₖ² by matrix products: with precisions up to e³⁰ that
         form cancels catastrophically (and bf16 autocast rounds its products), giving densities
         far above any true one, which training then exploits. Points go in chunks, so memory
-        without gradients holds at most about 2²⁴ values whatever the number of points."""
+        without gradients holds at most about 2²⁴ values whatever the number of points (with
+        gradients the backward pass keeps points × K × latent_dim of them)."""
         q = self.mixture()
         mean, precision = q.mean, torch.exp(-q.logvar)
         normaliser = z.shape[-1] * math.log(2 * math.pi) + q.logvar.sum(-1)  # (K,)
