@@ -8,6 +8,8 @@ it. The check is one min/max reduction per batch; it is skipped while torch.comp
 CUDA graph captures, where reading a value back is impossible.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,17 @@ def check_batch(x: Tensor, image_shape: tuple[int, ...], likelihood_head: nn.Mod
         raise ValueError(f"elbo got values in [{low:g}, {high:g}], outside [0, 1], the support of "
                          "the Bernoulli likelihood; scale pixels to [0, 1] (model.preprocess "
                          "does)")
+
+
+@contextmanager
+def unchecked_inputs(model: nn.Module) -> Iterator[None]:
+    """``model.validate_inputs`` off inside the block (a training loop that checked its first
+    batch), restored after it, also when the block raises."""
+    before, model.validate_inputs = model.validate_inputs, False
+    try:
+        yield
+    finally:
+        model.validate_inputs = before
 
 
 def _checkable() -> bool:

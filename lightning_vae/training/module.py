@@ -30,6 +30,7 @@ from lightning_vae.metrics import (
     SAPScore,
 )
 from lightning_vae.model import DiagonalGaussian, VAEModel
+from lightning_vae.model.validation import check_batch, unchecked_inputs
 from lightning_vae.objectives import Objective, build_objective
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
 from lightning_vae.training.fast_path import (
@@ -263,6 +264,7 @@ class VAE(pl.LightningModule):
         # The graph holds the backward, and a discriminator has its own optimizer: then the
         # optimizers are stepped by training_step itself.
         self.automatic_optimization = not graphed and not self.adversarial
+        self._first_batch_checked = False  # see on_train_batch_start
 
     def teardown(self, stage: str) -> None:
         if stage == "fit":
@@ -275,6 +277,11 @@ class VAE(pl.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Here, outside the training pass, which a CUDA graph replays without running its Python.
         self._train_generator = self._generator("train", self.global_step, batch_idx)
+        # The model's input check reads the batch's range back from the device, a host
+        # synchronisation: a fit runs it on its first batch, and its training passes skip it.
+        if self.model.validate_inputs and not self._first_batch_checked:
+            check_batch(images_of(batch), self.model.image_shape, self.model.likelihood_head)
+            self._first_batch_checked = True
 
     # --- training --------------------------------------------------------------------------
 
@@ -303,12 +310,13 @@ class VAE(pl.LightningModule):
     def _training_terms(self, x: Tensor) -> dict[str, Tensor]:
         """The objective's terms of a training batch, compiled when ``compile_mode`` is set."""
         mode = self.hparams.compile_mode
-        if mode is None:
-            return objective_terms(self.objective, self.model, x, self._train_generator)
-        if uses_cudagraphs(mode):  # last step's graph outputs are no longer read
-            torch.compiler.cudagraph_mark_step_begin()
-        return compiled(objective_terms, mode)(self.objective, self.model, x,
-                                               self._train_generator)
+        with unchecked_inputs(self.model):  # checked once, on the fit's first batch
+            if mode is None:
+                return objective_terms(self.objective, self.model, x, self._train_generator)
+            if uses_cudagraphs(mode):  # last step's graph outputs are no longer read
+                torch.compiler.cudagraph_mark_step_begin()
+            return compiled(objective_terms, mode)(self.objective, self.model, x,
+                                                   self._train_generator)
 
     def _graph_training_pass(self) -> GraphedTrainingPass:
         """The training pass to replay as a CUDA graph in this fit, after checking that the

@@ -579,3 +579,35 @@ def test_fitting_resumes_from_a_0_1_0_checkpoint(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert all(not torch.equal(p, before) for p, before in zip(model.parameters(), saved,
                                                                strict=True))
+
+
+def test_a_fit_checks_its_first_training_batch_once_and_then_no_step_reads_the_device(
+        monkeypatch, tmp_path):
+    """The model's input check reads the batch's range back (a host synchronisation): a fit
+    runs it on its first training batch only, and restores the model's switch afterwards."""
+    from lightning_vae.model import vae as model_vae
+    from lightning_vae.model import validation
+
+    checked = []
+
+    def counted(x, *args):
+        checked.append(len(x))
+        return validation.check_batch(x, *args)
+
+    for where in (training_module, model_vae):  # the module's first-batch check, the model's
+        monkeypatch.setattr(where, "check_batch", counted)
+    module = VAE(arch="mlp", arch_options={"hidden_dims": [8]}, latent_dim=2, iw_samples=0)
+    images = torch.rand(32, 1, 28, 28).round()
+    trainer = pl.Trainer(max_steps=4, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path)
+    trainer.fit(module, DataLoader(TensorDataset(images), batch_size=8))
+    assert checked == [8]  # the first batch, not one a step
+    assert module.model.validate_inputs
+
+    bad = VAE(arch="mlp", arch_options={"hidden_dims": [8]}, latent_dim=2, iw_samples=0)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\], the support of the Bernoulli"):
+        pl.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, default_root_dir=tmp_path).fit(
+            bad, DataLoader(TensorDataset(images * 255), batch_size=8))
+    assert bad.model.validate_inputs
