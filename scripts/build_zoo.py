@@ -32,6 +32,7 @@ import lightning_vae
 from lightning_vae.data import IDXDataModule, locate_files, read_idx
 from lightning_vae.hub.card import REPO_URL
 from lightning_vae.hub.zoo import CARD_FILE, ZOO, ZOO_ROOT, ZooModel
+from lightning_vae.training.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "lightning-vae"
@@ -74,10 +75,11 @@ def command_line() -> list[str]:
 def run(args: list[str], env: dict[str, str], log: Path) -> float:
     """Run ``lightning-vae ARGS`` in the repository root, its output appended to ``log``;
     returns its wall time in seconds."""
-    print("$", shlex.join([COMMAND, *args]), flush=True)
+    shown_command = shlex.join([COMMAND, *args])
+    print("$", shown_command, flush=True)
     start = time.perf_counter()
     with log.open("a") as output:
-        output.write(f"$ {shlex.join([COMMAND, *args])}\n")
+        output.write(f"$ {shown_command}\n")
         output.flush()
         process = subprocess.run([*command_line(), *args], cwd=ROOT, env=os.environ | env,
                                  stdout=output, stderr=subprocess.STDOUT)
@@ -158,7 +160,7 @@ higher, tighter, bound).
 def training_length(checkpoint: Path) -> str:
     """How long the exported checkpoint was trained, in epochs and optimizer steps (a fit
     limited by ``--trainer.max_time`` ends wherever the time runs out)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_checkpoint(checkpoint)
     return f"{state['epoch'] + 1} epochs ({state['global_step']} optimizer steps)"
 
 

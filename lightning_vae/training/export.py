@@ -49,9 +49,9 @@ def _checkpoint_images(checkpoint: dict[str, Any], path: str | Path, trusted: bo
     package's (:data:`~lightning_vae.training.checkpoints.DATAMODULES`); None, with a warning
     saying why, otherwise or when the data is not at hand. Nothing is downloaded:
     ``prepare_data`` is not called."""
-    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
-    recorded = hparams.get("_class_path") if isinstance(hparams, dict) else None
-    datamodule_type = datamodule_class(hparams) if isinstance(hparams, dict) else None
+    hparams = checkpoint.get("datamodule_hyper_parameters")
+    hparams = hparams if isinstance(hparams, dict) else {}
+    recorded, datamodule_type = hparams.get("_class_path"), datamodule_class(hparams)
     data_dir, trained_in, note = hparams.get("data_dir"), checkpoint.get(WORKING_FOLDER_KEY), ""
     if isinstance(data_dir, str) and not Path(data_dir).is_absolute():  # relative to the run's
         if trained_in:
