@@ -24,7 +24,6 @@ from lightning_vae.cli.verbs import SUBCOMMAND_HELP
 from lightning_vae.training.callbacks import run_folder
 from lightning_vae.training.checkpoints import (
     AtomicCheckpointIO,
-    check_checkpoint_file,
     load_checkpoint,
 )
 from lightning_vae.training.last_checkpoint import (
@@ -111,6 +110,7 @@ def new_run_folders(trainer: pl.Trainer) -> list[Path]:
                if isinstance(getattr(logger, "log_dir", None), str)]
     return [folder for folder in folders if not folder.exists()]
 
+
 PROGRESS_BAR_REFRESH_STEPS = 10
 """How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
 which costs milliseconds (a TQDM redraw and the training loss logged for it): more than a whole
@@ -121,9 +121,9 @@ class VAECLI(LightningCLI):
     """LightningCLI for :class:`VAE` with any LightningDataModule; the model's ``image_shape``
     and ``preprocessing`` are taken from the datamodule so the two can never disagree, and the
     checkpoint records how to prepare new images for the model. Checkpoints are written whole
-(:class:`~lightning_vae.training.checkpoints.AtomicCheckpointIO`) unless the configuration names
-a checkpoint writer. Unless the configuration names a
-    progress bar or turns it off, the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
+    (:class:`~lightning_vae.training.checkpoints.AtomicCheckpointIO`) unless the configuration
+    names a checkpoint writer. Unless the configuration names a progress bar or turns it off,
+    the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -154,8 +154,7 @@ a checkpoint writer. Unless the configuration names a
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         path = subcommand and self.config[subcommand].get("ckpt_path")
-        if path and Path(path).is_file():
-            check_checkpoint_file(path)
+        if path and Path(path).is_file():  # load_checkpoint checks the file's format first
             trusted = self.config[subcommand].get("weights_only") is False
             checkpoint = load_checkpoint(path, trusted, "--weights_only false")
             if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
