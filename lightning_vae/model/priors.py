@@ -62,7 +62,9 @@ class VampPrior(nn.Module):
     [0, 1], the data's range (the paper's code maps a one-hot input through a linear layer and
     that hardtanh, the same thing as a free parameter clamped), so no component comes from an
     image unlike any the encoder is trained on. ``pseudo_inputs`` is that free parameter,
-    initialised uniformly in [0, 1].
+    initialised uniformly in [0, 1], or from N(``init_mean``, ``init_std``²) when ``init_mean``
+    is given (the paper's MNIST setting is 0.05 and 0.01: near-blank images, whose posteriors
+    start close together, so no component starts far out where no data lies).
 
     The posterior is the model's ``posterior`` method, held as a plain attribute, not a
     submodule: the encoder's weights are saved once, under the model's ``encoder.``, and the
@@ -74,13 +76,20 @@ class VampPrior(nn.Module):
     uses_encoder = True
 
     def __init__(self, latent_dim: int, *, posterior: Callable[[Tensor], DiagonalGaussian],
-                 image_shape: tuple[int, int, int], components: int = 500) -> None:
+                 image_shape: tuple[int, int, int], components: int = 500,
+                 init_mean: float | None = None, init_std: float = 0.01) -> None:
         super().__init__()
         if not is_int(components) or components < 1:
             raise ValueError(f"prior 'vamp' needs components >= 1 (an int, the number of "
                              f"pseudo-inputs), got components={components!r}")
+        if not (isinstance(init_std, (int, float)) and init_std > 0):
+            raise ValueError(f"prior 'vamp' needs init_std > 0 (the spread of the pseudo-inputs' "
+                             f"initial pixels), got init_std={init_std!r}")
         self.latent_dim = latent_dim
-        self.pseudo_inputs = nn.Parameter(torch.rand(components, *image_shape))
+        shape = (components, *image_shape)
+        self.pseudo_inputs = nn.Parameter(
+            torch.rand(shape) if init_mean is None
+            else torch.normal(float(init_mean), float(init_std), shape))
         self.posterior_of = posterior
 
     def pseudo_images(self) -> Tensor:

@@ -72,11 +72,11 @@ def test_a_model_builds_the_prior_its_config_names(monkeypatch):
 # --- the VampPrior ------------------------------------------------------------------------------
 
 
-def vamp_model(components: int = 3, latent_dim: int = 2) -> VAEModel:
+def vamp_model(components: int = 3, latent_dim: int = 2, **options: float) -> VAEModel:
     torch.manual_seed(0)
     return VAEModel(arch="mlp", image_shape=(1, 4, 4), latent_dim=latent_dim,
                     arch_options={"hidden_dims": [8]},
-                    prior={"name": "vamp", "components": components})
+                    prior={"name": "vamp", "components": components, **options})
 
 
 def test_a_prior_given_as_a_dict_is_built_with_its_options_and_saved_as_given():
@@ -88,6 +88,12 @@ def test_a_prior_given_as_a_dict_is_built_with_its_options_and_saved_as_given():
     assert isinstance(build_prior({"name": "standard_normal"}, 3), StandardNormal)
 
 
+def test_pseudo_inputs_start_near_init_mean_with_init_std_when_given():
+    pseudo_inputs = vamp_model(components=500, init_mean=0.05, init_std=0.01).prior.pseudo_inputs
+    assert pseudo_inputs.mean().item() == pytest.approx(0.05, abs=1e-3)
+    assert pseudo_inputs.std().item() == pytest.approx(0.01, rel=0.05)
+
+
 def test_the_vamp_prior_reads_the_models_encoder_whose_weights_are_saved_once():
     keys = list(vamp_model().state_dict())
     assert [key for key in keys if key.startswith("prior.")] == ["prior.pseudo_inputs"]
@@ -97,6 +103,7 @@ def test_the_vamp_prior_reads_the_models_encoder_whose_weights_are_saved_once():
 @pytest.mark.parametrize("spec, message", [
     ({"name": "vamp", "components": 0}, "prior 'vamp' needs components >= 1"),
     ({"name": "vamp", "components": 2.0}, "prior 'vamp' needs components >= 1"),
+    ({"name": "vamp", "init_mean": 0.05, "init_std": 0}, "prior 'vamp' needs init_std > 0"),
     ({"name": "vamp", "component": 2}, "bad options .* for prior 'vamp'"),
     ({"name": "standard_normal", "scale": 2}, "bad options .* for prior 'standard_normal'")])
 def test_bad_prior_options_are_refused_naming_them(spec, message):

@@ -52,7 +52,7 @@ def build_architecture(name: str, image_shape: tuple[int, int, int], latent_dim:
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
-    "leaky_relu": nn.LeakyReLU,
+    "leaky_relu": nn.LeakyReLU, "identity": nn.Identity,
 }
 
 
