@@ -103,6 +103,16 @@ class DropEmptyRun(Callback):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+def model_arguments(argv: list[str]) -> list[str]:
+    """The ``--model`` and ``--model.*`` arguments of ``argv``, each with its value."""
+    picked = []
+    for index, token in enumerate(argv):
+        name = token.split("=", 1)[0]
+        if name == "--model" or name.startswith("--model."):
+            picked += [token] if "=" in token else argv[index:index + 2]
+    return picked
+
+
 def new_run_folders(trainer: pl.Trainer) -> list[Path]:
     """The folders of ``trainer``'s TensorBoard and CSV loggers that do not exist yet (the
     run's ``version_N``): what a run that fails at once should not leave behind."""
@@ -152,6 +162,7 @@ class VAECLI(LightningCLI):
         it, before Lightning reads the file (for its hyperparameters, right after parsing) with
         torch's reader, whose error names neither."""
         super().parse_arguments(parser, args)
+        self.model_arguments = model_arguments(args) if isinstance(args, list) else []
         subcommand = self.config.get("subcommand")
         path = subcommand and self.config[subcommand].get("ckpt_path")
         if path and Path(path).is_file():  # load_checkpoint checks the file's format first
@@ -160,6 +171,18 @@ class VAECLI(LightningCLI):
             if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
                 raise ValueError(f"{path} holds no state_dict: it is not a checkpoint Lightning "
                                  "wrote while training; pass one of the run's .ckpt files")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning sets a ``--ckpt_path`` file's hyperparameters over the whole configuration,
+        the command line's included, so ``test --ckpt_path X --model.iw_samples 100`` would
+        test at the checkpoint's k. The checkpoint's values still replace the recipe's (they
+        describe the weights), but the command line's own ``--model`` arguments come last."""
+        super()._parse_ckpt_path()
+        subcommand = self.config.get("subcommand")
+        path = subcommand and self.config[subcommand].get("ckpt_path")
+        if path and Path(path).is_file() and self.model_arguments:
+            self.config = self.parser.parse_args([subcommand, *self.model_arguments],
+                                                 namespace=self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")

@@ -54,17 +54,24 @@ def test_every_recipe_trains_a_few_steps_and_logs_every_elbo_term(recipe, tiny_m
     assert list(tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt"))
 
 
-def test_validate_and_test_subcommands_run_from_a_fit_checkpoint(tiny_mnist_dir, tmp_path,
-                                                                 capsys):
+def test_validate_and_test_run_from_a_fit_checkpoint_with_the_command_lines_model_arguments(
+        tiny_mnist_dir, tmp_path, capsys):
+    """Lightning sets a checkpoint's hyperparameters over the whole configuration; the
+    command line's own ``--model.*`` arguments must still have the last word (a test at
+    another k), while the checkpoint's values stay over the recipe's (its architecture)."""
     recipe = ROOT / "recipes" / "mnist_vae.yaml"
-    main(fit_args(recipe, tiny_mnist_dir, tmp_path))
+    main([*fit_args(recipe, tiny_mnist_dir, tmp_path), "--model.latent_dim", "6"])
     checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     for verb in ("validate", "test"):
-        main([verb, "--config", str(recipe), "--data.init_args.data_dir", str(tiny_mnist_dir),
-              "--data.init_args.download", "false", "--data.init_args.val_size", "64",
-              "--model.iw_samples", "8", "--trainer.accelerator", "cpu",
-              "--trainer.logger", "false", "--ckpt_path", str(checkpoint),
-              "--trainer.default_root_dir", str(tmp_path)])
+        cli = run_lightning([
+            verb, "--config", str(recipe), "--data.init_args.data_dir", str(tiny_mnist_dir),
+            "--data.init_args.download", "false", "--data.init_args.val_size", "64",
+            "--model.iw_samples", "3", "--model.beta=2.5", "--trainer.accelerator", "cpu",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", str(tmp_path)])
+        assert cli.model.hparams.iw_samples == 3 and cli.model.hparams.beta == 2.5
+        assert cli.model.hparams.latent_dim == 6  # the checkpoint's, not the recipe's 32
+        assert cli.config[verb].data.init_args.data_dir == str(tiny_mnist_dir)
     out = capsys.readouterr().out
     assert "val/elbo" in out and "test/elbo" in out
 
