@@ -13,8 +13,8 @@ from lightning_vae.model.nets.registry import check_widths, make_activation, reg
 
 class GatedLinear(nn.Module):
     """A gated dense layer (Dauphin et al. 2017, as the VampPrior paper's MLPs use it):
-    act(W x + b) · sigmoid(V x + c). The gate lets a unit switch off smoothly instead of
-    saturating, which keeps a tanh MLP's latents from all moving together under a learned prior."""
+    act(W x + b) · sigmoid(V x + c). Under a VampPrior, the IWAE paper's tanh MLP collapses its
+    posterior to the prior within ~100 steps and a gated one does not (docs/results.md)."""
 
     def __init__(self, n_in: int, n_out: int, act: str) -> None:
         super().__init__()
