@@ -61,6 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -302,7 +303,23 @@ def run_example(spec: Spec) -> Measurement:
 # --- (a') a hand-written loop over the package's batches -------------------------------------
 
 
-def run_loop(spec: Spec) -> Measurement:
+@dataclass
+class LoopPipeline:
+    """What (a') steps: its batches, the step itself (a function of the batch's images, or
+    the :class:`GraphedTrainingPass` that is one where (b) sets ``cuda_graph``) and the
+    autocast it runs under."""
+
+    loader: Iterable[tuple[Tensor, Tensor]]
+    training_step: Callable[[Tensor], object]
+    device: torch.device
+    bf16: bool
+
+    def step(self, x: Tensor) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            self.training_step(x)
+
+
+def loop_pipeline(spec: Spec) -> LoopPipeline:
     """The floor under (b): (b)'s model, optimizer, speed options, precision and batches
     (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer.
     Each step computes what ``VAE.training_step`` does (``_training_terms``, compiled when
@@ -341,12 +358,17 @@ def run_loop(spec: Spec) -> Measurement:
     if settings["model"].get("cuda_graph"):  # the optimizer's step inside the graph, as in (b)
         training_step = GraphedTrainingPass(training_pass, model.parameters(),
                                             optimizer=optimizer)
-    clock = EpochClock(device)
+    return LoopPipeline(loader, training_step, device, bf16)
+
+
+def run_loop(spec: Spec) -> Measurement:
+    """Time (a'), :func:`loop_pipeline`."""
+    loop = loop_pipeline(spec)
+    clock = EpochClock(loop.device)
     for _ in range(1 + spec.epochs):
         clock.start()
-        for x, _ in itertools.islice(loader, spec.limit_batches):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                training_step(x)
+        for x, _ in itertools.islice(loop.loader, spec.limit_batches):
+            loop.step(x)
             clock.add(len(x))
         clock.stop()
     return clock.measurement()

@@ -4,6 +4,8 @@ cost the others."""
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -42,3 +44,59 @@ def test_the_loop_steps_a_graphed_training_pass_where_the_trainer_would(shared_m
     measured = measure(loop, timeout=120)
     assert measured is not None
     assert measured.images == [2 * 16]  # one timed epoch of two batches, after the warm-up
+
+
+def counted_loop(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_bytecode_counts_repeat_exactly_and_grow_with_the_work():
+    from host_work import BytecodeCounter
+
+    def count(n: int) -> BytecodeCounter:
+        counter = BytecodeCounter()
+        counter.start()
+        counted_loop(n)
+        counter.stop()
+        return counter
+
+    loop = counted_loop.__code__
+    assert count(10).bytecodes[loop] == count(10).bytecodes[loop] > 0
+    per_ten = count(20).bytecodes[loop] - count(10).bytecodes[loop]
+    assert per_ten > 0 and count(30).bytecodes[loop] - count(20).bytecodes[loop] == per_ten
+    counter = count(10)
+    assert counter.calls[loop] == 1
+    assert counter.inclusive[loop] == counter.bytecodes[loop]  # it calls no Python function
+
+
+def test_host_only_measures_both_pipelines_without_device_work(shared_mnist_dir, capsys):
+    from host_work import host_work
+
+    common = dict(model="tiny", batch_size=16, epochs=0, limit_batches=None, device="cpu",
+                  data_dir=str(shared_mnist_dir), configs=[str(GPU_FRAGMENT)])
+    loop, package = host_work(Spec(name="(b)", kind="package", **common),
+                              Spec(name="(a')", kind="loop", **common),
+                              warmup=3, timed=10, counted=10, rows=5)
+    assert (loop.name, package.name) == ("(a')", "(b)")
+    for result in (loop, package):
+        assert result.ms_per_step > 0
+        assert abs(sum(result.by_package.values()) - result.bytecodes_per_step) < 1e-6
+        assert len(result.by_function) == 5
+        assert all(inclusive >= own >= 0 for _, own, inclusive, _ in result.by_function)
+    assert package.bytecodes_per_step > 5 * loop.bytecodes_per_step > 0
+    assert package.by_package["pytorch_lightning"] > 0
+    assert "pytorch_lightning" not in loop.by_package
+    assert "NullGraph" not in str(loop.by_function)  # the meter's own code is left out
+    printed = capsys.readouterr().out
+    assert "deterministic" in printed and "bytecodes/step" in printed
+
+
+def test_host_only_needs_a_graphed_pass(shared_mnist_dir):
+    from host_work import StepMeter, loop_host_work
+
+    spec = package_spec(kind="loop", model="tiny", batch_size=16, data_dir=str(shared_mnist_dir))
+    with pytest.raises(ValueError, match="cuda_graph"):
+        loop_host_work(spec, StepMeter(2, 1, 1), top=1)

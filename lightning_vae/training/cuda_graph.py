@@ -69,9 +69,9 @@ class GraphedTrainingPass:
         return self.graph is not None
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
-        if x.device.type != "cuda":
-            return self._eager(x)
         if self.graph is None:
+            if x.device.type != "cuda":
+                return self._eager(x)
             # Capture a batch of the shape the last warm-up ran, never a lone last partial
             # batch (which would leave every full batch after it eager).
             shape = (x.shape, x.dtype)
