@@ -32,6 +32,7 @@ from lightning_vae.metrics import (
 from lightning_vae.model import DiagonalGaussian, VAEModel
 from lightning_vae.model.validation import check_batch, unchecked_inputs
 from lightning_vae.objectives import Objective, build_objective
+from lightning_vae.training.callback_hooks import skip_inherited_hooks
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
 from lightning_vae.training.fast_path import (
     COMPILE_MODES,
@@ -259,6 +260,7 @@ class VAE(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.noise = NoiseSource()  # after seed_everything, whose seed it reads
+        skip_inherited_hooks(self.trainer.callbacks)  # per-batch hooks that do nothing
         graphed = stage == "fit" and self.hparams.cuda_graph
         self._graphed_pass = self._graph_training_pass() if graphed else None
         # The graph holds the backward, and a discriminator has its own optimizer: then the
