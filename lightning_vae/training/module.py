@@ -46,10 +46,10 @@ from lightning_vae.training.noise import NoiseSource
 from lightning_vae.training.optimizers import build_optimizer, check_optimizer
 from lightning_vae.training.schedules import build_lr_schedule, check_lr_schedule
 from lightning_vae.training.step_logging import (
+    StepsRead,
     device_scalar,
     per_step_progress_bar,
     progress_bar_refreshes,
-    step_values_read,
 )
 
 
@@ -297,6 +297,9 @@ class VAE(pl.LightningModule):
 
     # --- training --------------------------------------------------------------------------
 
+    def on_train_epoch_start(self) -> None:
+        self._steps_read = StepsRead(self.trainer)  # whose logged values are read, this epoch
+
     def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
                    ) -> dict[str, Tensor]:
         """Batch means of the objective's terms, the optimised loss and the objective's weights
@@ -357,6 +360,7 @@ class VAE(pl.LightningModule):
         return GraphedTrainingPass(self._training_pass, self.parameters())
 
     def on_train_start(self) -> None:
+        self._steps_read = StepsRead(self.trainer)  # a run resumed mid-epoch starts no epoch
         if self._graphed_pass is None:
             return
         if self.trainer.lr_scheduler_configs:
@@ -416,7 +420,7 @@ class VAE(pl.LightningModule):
         else:  # the graph's outputs are overwritten by the next replay: return a copy
             means = self._graphed_training_step(x)
             means["loss"] = means["loss"].clone()
-        read = step_values_read(self.trainer, batch_idx)
+        read = self._steps_read(batch_idx)
         in_bar = per_step_progress_bar(self.device)  # the same for every step of a run
         if read or (in_bar and progress_bar_refreshes(self.trainer, batch_idx)):
             self.log("train/loss", means["loss"], prog_bar=in_bar)
