@@ -357,6 +357,7 @@ class VAE(pl.LightningModule):
             raise ValueError("model.cuda_graph=True " + "; it ".join(found))
         self._graph_weights = {name: torch.zeros((), device=device)
                                for name in self.objective.weights(0)}
+        self._graph_weight_values: dict[str, float] | None = None  # what they hold
         return GraphedTrainingPass(self._training_pass, self.parameters())
 
     def on_train_start(self) -> None:
@@ -373,15 +374,19 @@ class VAE(pl.LightningModule):
 
     def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
         """What the CUDA graph captures: the terms and loss of a batch, with the objective's
-        weights read from the tensors ``_graphed_training_step`` refills before each replay."""
+        weights read from the tensors ``_graphed_training_step`` refills before a replay
+        whenever they change."""
         return self._objective(self._training_terms(x), self._graph_weights)
 
     def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
         """One training step replayed whole (forward, backward, optimizer step), counted as
         one optimizer step by Lightning's optimizer wrapper, so ``global_step`` and the
         checkpoints' step counts are those of automatic optimization."""
-        for name, value in self.objective.weights(self._schedule_step()).items():
-            self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
+        weights = self.objective.weights(self._schedule_step())
+        if weights != self._graph_weight_values:  # under a constant β, at the first step only
+            for name, value in weights.items():
+                self._graph_weights[name].fill_(value)  # a kernel argument: no host copy
+            self._graph_weight_values = weights
         optimizer = self.optimizers()
         optimizer._on_before_step()
         means = self._graphed_pass(x)
