@@ -88,6 +88,31 @@ def test_off_cuda_the_pass_leaves_the_gradients_of_one_backward_without_accumula
     assert not graphed.captured  # no CUDA graph off CUDA
 
 
+class ReplaysNothing:
+    """A captured graph's stand-in, so that replays run off CUDA: replaying it does nothing."""
+
+    def replay(self) -> None:
+        pass
+
+
+def test_a_replay_points_unset_or_replaced_gradients_back_at_the_graphs_own():
+    """Lightning unsets the gradients before a validation; the next replay writes into the
+    graph's gradient tensors, so .grad must point at them again, and only then be set."""
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    graphed = GraphedTrainingPass(lambda batch: {"loss": layer(batch).sum()}, layer.parameters())
+    graphed(x)  # eager off CUDA: leaves the gradients
+    graphed.static_input, graphed.static_outputs = x.clone(), {}
+    graphed.static_gradients = [p.grad for p in layer.parameters()]
+    graphed.graph = ReplaysNothing()
+    own = list(graphed.static_gradients)
+    graphed(x)
+    assert all(p.grad is g for p, g in zip(layer.parameters(), own, strict=True))
+    layer.weight.grad, layer.bias.grad = None, torch.zeros(3)
+    graphed(x)
+    assert layer.weight.grad is own[0] and layer.bias.grad is own[1]
+
+
 def test_warmup_steps_below_one_are_refused():
     with pytest.raises(ValueError, match="warmup_steps must be at least 1"):
         GraphedTrainingPass(lambda x: {"loss": x.sum()}, [], warmup_steps=0)
