@@ -12,7 +12,9 @@ Two measures per step, over windows of steady steps after a warm-up:
 
 - **Python bytecodes executed** (``sys.settrace`` 'opcode' events), by package and by function:
   deterministic, the same on an idle and a loaded machine, so they can be trusted on a shared
-  one. Counted in a window of their own (tracing slows Python some fifty times).
+  one. Counted in a window of their own (tracing slows Python some fifty times), in which the
+  progress bar, which redraws by the clock, is given a clock that moves 1 ms a step
+  (:data:`BAR_SECONDS_PER_STEP`).
 - **Host CPU time** (``time.thread_time`` of the main thread, torch on one thread): the CPU the
   step's Python and its small tensor operations took. Less sensitive to other users than wall
   time, not immune (shared caches, clock frequency).
@@ -24,6 +26,8 @@ hook (one callback, one hook) is not. Run through ``benchmarks/profile_step.py -
 from __future__ import annotations
 
 import collections
+import functools
+import itertools
 import sys
 import sysconfig
 import tempfile
@@ -39,12 +43,19 @@ import torch
 from torch import Tensor
 from train_throughput import Spec, loop_pipeline, package_argv
 
+from lightning_vae.training.progress_bar import TimedProgressBar
+
 PACKAGES = ("pytorch_lightning", "lightning_fabric", "lightning_utilities", "lightning_vae",
             "torchmetrics", "torch", "tqdm")
 """Packages bytecodes are attributed to by the file of their code; the rest is the standard
 library or "other"."""
 STDLIB = sysconfig.get_paths()["stdlib"]
 THIS_FILE = __file__
+BAR_SECONDS_PER_STEP = 0.001
+"""How far the clock of (b)'s progress bar (:class:`TimedProgressBar`, which redraws by the
+clock) moves per step while bytecodes are counted: about a graphed step of (b) on an H200
+(0.98 ms). Tracing slows Python some fifty times; by the wall clock the bar would redraw fifty
+times as often per step. With this clock it redraws once every 100 steps: once in the window."""
 
 
 class NullGraph:
@@ -220,15 +231,26 @@ def loop_host_work(spec: Spec, meter: StepMeter, top: int) -> HostWork:
     return meter.result(spec.name, top)
 
 
+def pace_progress_bar(trainer: pl.Trainer) -> None:
+    """Give a :class:`TimedProgressBar` a clock that moves :data:`BAR_SECONDS_PER_STEP` at each
+    read (it reads once a training step), from the time of its next redraw."""
+    bar = trainer.progress_bar_callback
+    if isinstance(bar, TimedProgressBar):
+        bar.clock = functools.partial(next, itertools.count(bar._next_redraw,
+                                                            BAR_SECONDS_PER_STEP))
+
+
 class _Probe(pl.Callback):
-    """Installs the stand-in graph at step 1 and marks each step for the meter; stops the fit
-    when the meter is done."""
+    """Installs the stand-in graph at step 1 and marks each step for the meter; paces the
+    progress bar while bytecodes are counted; stops the fit when the meter is done."""
 
     def __init__(self, meter: StepMeter) -> None:
         self.meter = meter
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any,
                              batch_idx: int) -> None:
+        if batch_idx == self.meter.counted_from:
+            pace_progress_bar(trainer)
         if self.meter.at_step_start(batch_idx):
             trainer.should_stop = True
         elif batch_idx == 1:

@@ -22,6 +22,8 @@ import torch
 from pytorch_lightning.callbacks import Timer
 from torch import Tensor
 
+from lightning_vae.training.progress_bar import TimedProgressBar
+
 
 def device_scalar(value: float, device: torch.device) -> Tensor:
     """``value`` as a 0-d float32 tensor on ``device``, written by a fill kernel.
@@ -44,13 +46,16 @@ def per_step_progress_bar(device: torch.device) -> bool:
 
 
 def progress_bar_refreshes(trainer: pl.Trainer, batch_idx: int) -> bool:
-    """Whether the progress bar redraws after training step ``batch_idx``: Lightning's bars
-    (TQDM and Rich) redraw every ``refresh_rate`` batches and at the epoch's last one, and read
-    the values logged for them only then. False without an enabled bar."""
+    """Whether the progress bar redraws after training step ``batch_idx``, reading the values
+    logged for it: a :class:`~lightning_vae.training.progress_bar.TimedProgressBar` when its
+    interval has passed; Lightning's bars (TQDM and Rich) every ``refresh_rate`` batches; both
+    at the epoch's last one. False without an enabled bar."""
     bar = trainer.progress_bar_callback
     if bar is None or not bar.is_enabled:
         return False
     batch = batch_idx + 1
+    if isinstance(bar, TimedProgressBar):
+        return bar.redraws_at(batch, trainer.num_training_batches)
     return batch % getattr(bar, "refresh_rate", 1) == 0 or batch == trainer.num_training_batches
 
 
