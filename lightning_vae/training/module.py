@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.core.hooks import ModelHooks
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -33,8 +34,8 @@ from lightning_vae.metrics import (
 from lightning_vae.model import DiagonalGaussian, VAEModel
 from lightning_vae.model.validation import check_batch, unchecked_inputs
 from lightning_vae.objectives import Objective, build_objective
-from lightning_vae.training.callback_hooks import skip_inherited_hooks
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
+from lightning_vae.training.empty_hooks import TRAINING_HOOKS, skip_empty_hooks
 from lightning_vae.training.fast_path import (
     COMPILE_MODES,
     CompileMode,
@@ -270,7 +271,9 @@ class VAE(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.noise = NoiseSource()  # after seed_everything, whose seed it reads
-        skip_inherited_hooks(self.trainer.callbacks)  # per-batch hooks that do nothing
+        for callback in self.trainer.callbacks:  # per-batch hooks that do nothing: uncalled
+            skip_empty_hooks(callback, pl.Callback)
+        skip_empty_hooks(self, ModelHooks, TRAINING_HOOKS)
         graphed = stage == "fit" and self.hparams.cuda_graph
         self._graphed_pass = self._graph_training_pass() if graphed else None
         # The graph holds the backward, and a discriminator has its own optimizer: then the
