@@ -65,6 +65,8 @@ def signature_stored(step: Callable) -> Callable:
 ELBO_TERMS = ("loss", "recon", "kl", "elbo")
 MODEL_ARGUMENTS = VAEModel.argument_names()
 """The constructor arguments that build the model; the others are training settings."""
+PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_generator"})
+"""Attributes set at every training step that are never parameters, buffers or modules."""
 LEGACY_STATE_PREFIXES = ("encoder.", "decoder.", "likelihood_head.")
 """Where 0.1.0, whose module was the model, kept the weights (now under ``model.``)."""
 
@@ -208,11 +210,12 @@ class VAE(pl.LightningModule):
         return getattr(self.objective, "adversarial", False)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name before and after every hook it calls, about 24 times
-        # a training step. nn.Module's __setattr__ first tests the value against Parameter,
-        # buffer and Module types (about 2 µs, against 0.2 for a plain attribute); a hook's name
-        # is none of those, so it goes straight to the instance.
-        if name == "_current_fx_name":
+        # Lightning sets _current_fx_name before and after every hook it calls, about 20 times
+        # a training step, and on_train_batch_start sets _train_generator. nn.Module's
+        # __setattr__ first tests the value against Parameter, buffer and Module types (about
+        # 2 µs, against 0.2 for a plain attribute); a hook's name and a generator are none of
+        # those, so they go straight to the instance.
+        if name in PLAIN_ATTRIBUTES:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -294,7 +297,7 @@ class VAE(pl.LightningModule):
         self._train_generator = self._generator("train", self.global_step, batch_idx)
         # The model's input check reads the batch's range back from the device, a host
         # synchronisation: a fit runs it on its first batch, and its training passes skip it.
-        if self.model.validate_inputs and not self._first_batch_checked:
+        if not self._first_batch_checked and self.model.validate_inputs:
             check_batch(images_of(batch), self.model.image_shape, self.model.likelihood_head)
             self._first_batch_checked = True
 
