@@ -43,6 +43,7 @@ Usage::
     python benchmarks/train_throughput.py --quick                     # CPU, about a minute
     python benchmarks/train_throughput.py --epochs 2 --rounds 2       # CPU, whole epochs
     python benchmarks/train_throughput.py --device cuda --epochs 3    # GPU: gpu_fast.yaml
+    python benchmarks/train_throughput.py --device cuda --epochs 1 --no-example  # b/a' only
     python benchmarks/train_throughput.py --quick --variant "no-fused:model.fused_optimizer=false"
     python benchmarks/train_throughput.py --quick --variant "(a) 0 workers:base=a,workers=0"
     python benchmarks/train_throughput.py --model tiny --batch-size 16 --threads 1 --quick \
@@ -547,6 +548,9 @@ def main() -> None:
     parser.add_argument("--loop", action=argparse.BooleanOptionalAction, default=True,
                         help="time (a'): (b)'s model and batches in a hand-written loop "
                              "(default; --no-loop leaves it out)")
+    parser.add_argument("--example", action=argparse.BooleanOptionalAction, default=True,
+                        help="time (a), the pytorch/examples pipeline (default; --no-example "
+                             "leaves it out, and b/a is then against (a'))")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up")
     parser.add_argument("--rounds", type=int, default=2)
@@ -585,9 +589,10 @@ def main() -> None:
     package = Spec(name="(b) lightning-vae" + (f" +{fragments}" if fragments else ""),
                    kind="package", configs=[str(c) for c in configs], **common)
     specs = [example, loop, package] if args.loop else [example, package]
-    if args.model not in EXAMPLE_MODELS:
-        print(f"(a) not run: the pytorch/examples pipeline has no {args.model} model; b/a is "
-              "against (a')")
+    if args.model not in EXAMPLE_MODELS or not args.example:
+        why = ("--no-example" if args.model in EXAMPLE_MODELS
+               else f"the pytorch/examples pipeline has no {args.model} model")
+        print(f"(a) not run: {why}; b/a is against (a')")
         specs = [loop, package]
     specs += [parse_variant(text, example, package, loop) for text in args.variant]
 
