@@ -20,7 +20,10 @@ Two measures per step, over windows of steady steps after a warm-up:
   time, not immune (shared caches, clock frequency).
 
 The probe that marks the steps is left out of the counts; in (b) Lightning's dispatch of its
-hook (one callback, one hook) is not. Run through ``benchmarks/profile_step.py --host-only``.
+hook (one callback, one hook) is not. Run through ``benchmarks/profile_step.py --host-only``;
+with ``--eager``, the pipelines run the recipe's own CPU settings instead, without a graph: their
+steps run whole, so the CPU time includes the arithmetic ("+ device"), and the bytecodes are
+those of the CPU's training step (automatic optimization in (b)).
 """
 
 from __future__ import annotations
@@ -155,6 +158,7 @@ class HostWork:
     by function, with calls) over the counted window."""
 
     name: str
+    device_work: bool  # the steps ran whole (no graph to stand in for): ms is not host work only
     ms_per_step: float
     bytecodes_per_step: float
     by_package: dict[str, float] = field(default_factory=dict)
@@ -193,7 +197,7 @@ class StepMeter:
             return True
         return False
 
-    def result(self, name: str, top: int) -> HostWork:
+    def result(self, name: str, top: int, device_work: bool) -> HostWork:
         """The per-step figures; the meter's own code left out."""
         steps = self.counted_to - self.counted_from
         counts = {code: n for code, n in self.counter.bytecodes.items()
@@ -209,26 +213,25 @@ class StepMeter:
                         counts.get(code, 0) / steps, inclusive[code] / steps,
                         self.counter.calls[code] / steps)
                        for code in functions]
-        return HostWork(name=name,
+        return HostWork(name=name, device_work=device_work,
                         ms_per_step=1000 * self.seconds / (self.counted_from - self.timed_from),
                         bytecodes_per_step=sum(counts.values()) / steps,
                         by_package=dict(by_package.most_common()), by_function=by_function)
 
 
 def loop_host_work(spec: Spec, meter: StepMeter, top: int) -> HostWork:
-    """(a'): the hand-written loop over the graphed pass, its replays doing nothing."""
+    """(a'): the hand-written loop; over a graphed pass, its replays doing nothing."""
     loop = loop_pipeline(spec)
-    if not hasattr(loop.training_step, "graph"):
-        raise ValueError("(a') has no graphed pass to stand in for: set model.cuda_graph true")
+    graphed = hasattr(loop.training_step, "graph")
     batches = iter(loop.loader)
     for index in range(meter.steps):
         x, _ = next(batches)
         if meter.at_step_start(index):
             break
-        if index == 1:
+        if index == 1 and graphed:
             replay_nothing(loop.training_step, x)
         loop.step(x)
-    return meter.result(spec.name, top)
+    return meter.result(spec.name, top, device_work=not graphed)
 
 
 def pace_progress_bar(trainer: pl.Trainer) -> None:
@@ -253,32 +256,32 @@ class _Probe(pl.Callback):
             pace_progress_bar(trainer)
         if self.meter.at_step_start(batch_idx):
             trainer.should_stop = True
-        elif batch_idx == 1:
+        elif batch_idx == 1 and pl_module._graphed_pass is not None:
             replay_nothing(pl_module._graphed_pass, batch[0])
 
 
 def package_host_work(spec: Spec, meter: StepMeter, top: int) -> HostWork:
-    """(b): ``lightning-vae fit`` as the CLI builds it, the graph's replays doing nothing."""
+    """(b): ``lightning-vae fit`` as the CLI builds it; with ``cuda_graph``, the graph's
+    replays doing nothing."""
     from lightning_vae.cli import run_lightning
 
     spec.limit_batches = meter.steps + 1
     with tempfile.TemporaryDirectory() as root:
         cli = run_lightning(package_argv(spec, root), run=False)
-        if not cli.model.hparams.cuda_graph:
-            raise ValueError("(b) has no graphed pass to stand in for: set model.cuda_graph true")
         cli.trainer.callbacks.append(_Probe(meter))
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return meter.result(spec.name, top)
+    return meter.result(spec.name, top, device_work=not cli.model.hparams.cuda_graph)
 
 
 def report(results: list[HostWork], rows: int) -> None:
     """A table of both pipelines, bytecodes by package, and the functions with the most."""
-    print("\nhost work per training step (the graph's replay a stand-in that does nothing); "
-          "bytecodes are deterministic, the same on a loaded machine; host ms is the main "
-          "thread's CPU time")
+    print("\nhost work per training step (the graph's replay a stand-in that does nothing; "
+          "'+ device': no graph, the steps' arithmetic included); bytecodes are deterministic, "
+          "the same on a loaded machine; host ms is the main thread's CPU time")
     print(f"{'pipeline':40s} {'bytecodes/step':>15s} {'host ms/step':>13s}")
     for result in results:
-        print(f"{result.name:40s} {result.bytecodes_per_step:15.0f} {result.ms_per_step:13.3f}")
+        print(f"{result.name:40s} {result.bytecodes_per_step:15.0f} {result.ms_per_step:13.3f}"
+              + (" + device" if result.device_work else ""))
     packages = sorted({p for r in results for p in r.by_package},
                       key=lambda p: -max(r.by_package.get(p, 0) for r in results))
     print(f"\nbytecodes per step by package\n{'package':40s} "

@@ -12,6 +12,7 @@ stand-in that does nothing (``benchmarks/host_work.py``). Usage::
     python benchmarks/profile_step.py --device cuda                   # recipe + gpu_fast.yaml
     python benchmarks/profile_step.py --model tiny --batch-size 16    # CPU: overhead only
     python benchmarks/profile_step.py --host-only                     # host work per step
+    python benchmarks/profile_step.py --host-only --eager --model mlp # bytecodes, CPU steps
 """
 
 from __future__ import annotations
@@ -63,13 +64,15 @@ class ProfileWindow(pl.Callback):
 
 
 def host_only(args: argparse.Namespace) -> None:
-    """``--host-only``: :func:`host_work.host_work` on the CPU with gpu_fast.yaml's settings."""
+    """``--host-only``: :func:`host_work.host_work` on the CPU with gpu_fast.yaml's settings;
+    ``--eager``: with the recipe's own (eager CPU steps, whole), the progress bar off."""
     from host_work import host_work
 
-    configs = [str(c) for c in args.config or [GPU_FRAGMENT]]
+    configs = [] if args.eager else [str(c) for c in args.config or [GPU_FRAGMENT]]
     common = dict(model=args.model, batch_size=args.batch_size or 16, epochs=0,
                   limit_batches=None, device="cpu", data_dir=str(args.data_dir), configs=configs)
-    host_work(Spec(name="(b) lightning-vae", kind="package", **common),
+    bar_off = ["trainer.enable_progress_bar=false"] if args.eager else []
+    host_work(Spec(name="(b) lightning-vae", kind="package", overrides=bar_off, **common),
               Spec(name="(a') hand-written loop", kind="loop", **common),
               args.warmup, args.steps or 1000, args.counted, args.rows)
 
@@ -94,6 +97,10 @@ def main() -> None:
                              "--counted steps")
     parser.add_argument("--counted", type=int, default=100,
                         help="--host-only: steps whose bytecodes are counted")
+    parser.add_argument("--eager", action="store_true",
+                        help="--host-only: count the CPU's eager steps instead (the recipe's "
+                             "settings, automatic optimization, arithmetic included), with (b)'s "
+                             "progress bar off (it redraws by the clock, and tracing is slow)")
     args = parser.parse_args()
     if args.host_only:
         return host_only(args)
