@@ -46,8 +46,6 @@ import torch
 from torch import Tensor
 from train_throughput import Spec, loop_pipeline, package_argv
 
-from lightning_vae.training.progress_bar import TimedProgressBar
-
 PACKAGES = ("pytorch_lightning", "lightning_fabric", "lightning_utilities", "lightning_vae",
             "torchmetrics", "torch", "tqdm")
 """Packages bytecodes are attributed to by the file of their code; the rest is the standard
@@ -55,7 +53,7 @@ library or "other"."""
 STDLIB = sysconfig.get_paths()["stdlib"]
 THIS_FILE = __file__
 BAR_SECONDS_PER_STEP = 0.001
-"""How far the clock of (b)'s progress bar (:class:`TimedProgressBar`, which redraws by the
+"""How far the clock of (b)'s progress bar (``TimedProgressBar``, which redraws by the
 clock) moves per step while bytecodes are counted: about a graphed step of (b) on an H200
 (0.98 ms). Tracing slows Python some fifty times; by the wall clock the bar would redraw fifty
 times as often per step. With this clock it redraws once every 100 steps: once in the window."""
@@ -235,10 +233,11 @@ def loop_host_work(spec: Spec, meter: StepMeter, top: int) -> HostWork:
 
 
 def pace_progress_bar(trainer: pl.Trainer) -> None:
-    """Give a :class:`TimedProgressBar` a clock that moves :data:`BAR_SECONDS_PER_STEP` at each
-    read (it reads once a training step), from the time of its next redraw."""
+    """Give a bar that redraws by the clock (``TimedProgressBar``, known by its ``clock``) a
+    clock that moves :data:`BAR_SECONDS_PER_STEP` at each read (it reads once a training step),
+    from the time of its next redraw."""
     bar = trainer.progress_bar_callback
-    if isinstance(bar, TimedProgressBar):
+    if hasattr(bar, "clock"):
         bar.clock = functools.partial(next, itertools.count(bar._next_redraw,
                                                             BAR_SECONDS_PER_STEP))
 
