@@ -11,10 +11,10 @@ logging decisions, noise seeding, optimizer wrappers, drawing the batch) and no 
 Two measures per step, over windows of steady steps after a warm-up:
 
 - **Python bytecodes executed** (``sys.settrace`` 'opcode' events), by package and by function:
-  deterministic, the same on an idle and a loaded machine, so they can be trusted on a shared
-  one. Counted in a window of their own (tracing slows Python some fifty times), in which the
-  progress bar, which redraws by the clock, is given a clock that moves 1 ms a step
-  (:data:`BAR_SECONDS_PER_STEP`).
+  they do not depend on the machine's load, so they can be trusted on a shared machine (runs of
+  one tree agree to 0.01 %: a bytecode a step, here and there). Counted in a window of their own
+  (tracing slows Python some fifty times), in which the progress bar, which redraws by the
+  clock, is given a clock that moves 1 ms a step (:data:`BAR_SECONDS_PER_STEP`).
 - **Host CPU time** (``time.thread_time`` of the main thread, torch on one thread): the CPU the
   step's Python and its small tensor operations took. Less sensitive to other users than wall
   time, not immune (shared caches, clock frequency).
@@ -275,8 +275,9 @@ def package_host_work(spec: Spec, meter: StepMeter, top: int) -> HostWork:
 def report(results: list[HostWork], rows: int) -> None:
     """A table of both pipelines, bytecodes by package, and the functions with the most."""
     print("\nhost work per training step (the graph's replay a stand-in that does nothing; "
-          "'+ device': no graph, the steps' arithmetic included); bytecodes are deterministic, "
-          "the same on a loaded machine; host ms is the main thread's CPU time")
+          "'+ device': no graph, the steps' arithmetic included); bytecodes do not depend on the "
+          "machine's load (runs agree to 0.01 %); host ms is the main thread's CPU "
+          "time")
     print(f"{'pipeline':40s} {'bytecodes/step':>15s} {'host ms/step':>13s}")
     for result in results:
         print(f"{result.name:40s} {result.bytecodes_per_step:15.0f} {result.ms_per_step:13.3f}"
