@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pytorch_lightning.callbacks import TQDMProgressBar
 
@@ -41,7 +42,8 @@ class TimedProgressBar(TQDMProgressBar):
         Asked again for the same batch number, it gives the same answer, so the training step,
         which asks to log the loss only when the bar will show it
         (:func:`~lightning_vae.training.step_logging.progress_bar_refreshes`), and the bar's own
-        hook after it, agree."""
+        hook after it, agree. Each loop (a training epoch, a validation, a test, a prediction)
+        starts afresh."""
         if current != self._asked:
             now = self.clock()
             self._asked = current
@@ -49,6 +51,27 @@ class TimedProgressBar(TQDMProgressBar):
             if self._redraws:
                 self._next_redraw = now + self.interval
         return self._redraws
+
+    def _new_loop(self) -> None:
+        """Forget the last answer: a loop starting counts its batches from 1 again, and an
+        answer kept from another loop's batch of the same number would be reused."""
+        self._asked = None
+
+    def on_train_epoch_start(self, *args: Any) -> None:
+        super().on_train_epoch_start(*args)
+        self._new_loop()
+
+    def on_validation_start(self, *args: Any) -> None:
+        super().on_validation_start(*args)
+        self._new_loop()
+
+    def on_test_start(self, *args: Any) -> None:
+        super().on_test_start(*args)
+        self._new_loop()
+
+    def on_predict_start(self, *args: Any) -> None:
+        super().on_predict_start(*args)
+        self._new_loop()
 
     def _should_update(self, current: int, total: float | None) -> bool:
         # What every one of Lightning's batch-end hooks of the bar asks before redrawing.

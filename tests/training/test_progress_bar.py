@@ -55,3 +55,28 @@ def test_the_training_loss_is_logged_for_the_bar_only_at_its_redraws():
     assert shown == [1, 1, 1, 4, 4, 4, 7]
     assert [step for step, name in logged if name == "train/loss"] == [0, 3, 6]
     assert set(trainer.progress_bar_metrics) == {"train/loss"}
+
+
+def test_each_loop_asks_afresh_about_its_own_batches():
+    """A validation after every training batch, the clock standing still: the second epoch's
+    first training batch does not redraw, and the validation after it, whose one batch is also
+    its first, still redraws at its last batch (an answer kept from the training batch of the
+    same number would say it does not)."""
+    shown, trained = [], []
+
+    class RecordsBars(pl.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            trained.append(trainer.progress_bar_callback.train_progress_bar.n)
+
+        def on_validation_batch_end(self, trainer, *args) -> None:
+            shown.append(trainer.progress_bar_callback.val_progress_bar.n)
+
+    bar = TimedProgressBar(interval=0.1, clock=lambda: 0.0)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
+    trainer = pl.Trainer(max_epochs=2, val_check_interval=1, num_sanity_val_steps=0,
+                         logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[bar, RecordsBars()])
+    trainer.fit(model, DataLoader(TensorDataset(tiny_bars(16)), batch_size=8),
+                DataLoader(TensorDataset(tiny_bars(8)), batch_size=8))
+    assert trained == [1, 2, 0, 2]  # the first batch ever and each epoch's last redraw
+    assert shown == [1, 1, 1, 1]  # two validations an epoch, one batch each, each redrawn
