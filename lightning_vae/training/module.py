@@ -392,7 +392,7 @@ class VAE(pl.LightningModule):
         if weights != self._graph_weight_values:  # under a constant β, at the first step only
             for name, value in weights.items():
                 self._graph_weights[name].fill_(value)  # a kernel argument: no host copy
-            self._graph_weight_values = weights
+            self._graph_weight_values = dict(weights)  # a copy: objectives may reuse a dict
         optimizer = self.optimizers()
         optimizer._on_before_step()
         means = self._graphed_pass(x)

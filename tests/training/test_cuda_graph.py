@@ -137,6 +137,23 @@ def test_with_cuda_graph_the_model_trains_exactly_as_with_automatic_optimization
         assert torch.equal(a, b), name
 
 
+@pytest.mark.filterwarnings("ignore:model.cuda_graph=True needs a CUDA device")
+def test_the_graphs_weights_follow_the_schedule_even_from_one_dict_updated_in_place():
+    """The weight tensors are refilled only when the objective's weights change: compared with
+    a copy, so an objective returning the same dict, updated, still counts as changing."""
+    model = tiny_model(cuda_graph=True)
+    schedule, reused = model.objective.weights, {}
+
+    def weights(step: int) -> dict[str, float]:
+        reused.update(schedule(step))
+        return reused
+
+    model.objective.weights = weights
+    record = fit(model, DataLoader(TensorDataset(random_images(64)), batch_size=16), steps=4)
+    assert record.betas == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert model._graph_weights["beta"].item() == pytest.approx(0.3)
+
+
 @pytest.mark.parametrize("saved_graphed, resumed_graphed", [
     (True, False), (False, True), (True, True), (False, False)])
 @pytest.mark.filterwarnings("ignore:model.cuda_graph=True needs a CUDA device")
