@@ -10,13 +10,13 @@ time that each step waits for.
 
 Lightning calls a hook only if the attribute is callable (``callable(getattr(obj, name))`` in
 ``pytorch_lightning/trainer/call.py``, for callbacks and modules alike), so
-:func:`skip_empty_hooks` sets, on the instance, each per-batch hook its class inherits unchanged
-from the empty base to None: the training module does it for the callbacks' per-batch hooks and
-for its own training-step hooks. Subclasses keep working: the choice is made from the instance's own
-class, so a hook that any class of it overrides (calling ``super()`` or not) is still called, and
-``super()`` calls resolve on the classes, which are left as they are. The limit: a hook given to
-the class after the skip (patched onto it) stays shadowed for that instance until the instance's
-attribute is deleted (``del callback.on_train_batch_end``).
+:func:`skip_empty_hooks` sets each per-batch hook that is still the empty base's own to None on
+the instance: the training module does it for the callbacks' per-batch hooks and for its own
+training-step hooks. Subclasses keep working: a hook that any class of the instance overrides
+(calling ``super()`` or not), or that is set on the instance itself (``LambdaCallback``), is
+still called, and ``super()`` calls resolve on the classes, which are left as they are. The
+limit: a hook given to the class after the skip (patched onto it) stays shadowed for that
+instance until the instance's attribute is deleted (``del callback.on_train_batch_end``).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ reads their signatures before evaluating (whether they take ``dataloader_idx``).
 
 def skip_empty_hooks(instance: object, base: type, hooks: tuple[str, ...] = PER_BATCH_HOOKS
                      ) -> None:
-    """Set each of ``hooks`` that ``instance``'s class inherits from ``base`` (``pl.Callback``
-    or Lightning's ``ModelHooks``, whose hooks are empty) to None on ``instance``, so that
-    Lightning does not call it."""
+    """Set each of ``hooks`` that is ``base``'s own (``pl.Callback`` or Lightning's
+    ``ModelHooks``, whose hooks are empty) to None on ``instance``, so that Lightning does not
+    call it. A hook that ``instance``'s class overrides, or that is set on ``instance`` itself
+    (as ``LambdaCallback`` does), is left."""
     for name in hooks:
-        if getattr(type(instance), name, None) is getattr(base, name):
+        if getattr(getattr(instance, name, None), "__func__", None) is getattr(base, name):
             setattr(instance, name, None)

@@ -43,6 +43,15 @@ def test_inherited_hooks_become_none_and_overridden_ones_stay():
     assert callback.on_train_batch_end.__func__ is EndOnly.on_train_batch_end
 
 
+def test_hooks_set_on_the_instance_are_kept():
+    ends = []
+    callback = pl.callbacks.LambdaCallback(on_train_batch_end=lambda *args: ends.append(1))
+    skip_empty_hooks(callback, pl.Callback)
+    assert callback.on_train_batch_start is None
+    callback.on_train_batch_end()
+    assert ends == [1]
+
+
 def test_hooks_of_the_package_callbacks_that_do_work_are_kept():
     panels, diagnostics, ema = ImagePanels(), LatentDiagnostics(), EMA()
     for callback in (panels, diagnostics, ema):
