@@ -1,6 +1,8 @@
 """The training-speed benchmark compares like with like, and one broken measurement does not
 cost the others."""
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,3 +107,15 @@ def test_without_a_graph_the_whole_steps_are_measured_and_said_to_be(shared_mnis
     assert loop.device_work and package.device_work
     assert package.bytecodes_per_step > loop.bytecodes_per_step > 0
     assert loop.by_package["torch"] > 0  # the eager step's Python: modules, Adam
+
+
+def test_profile_step_host_only_prints_both_pipelines_per_step(shared_mnist_dir):
+    """The command line of ``--host-only``: a row of bytecodes and host ms for each pipeline,
+    (b) doing more host work than (a')."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--host-only",
+               "--model", "tiny", "--data-dir", str(shared_mnist_dir), "--warmup", "2",
+               "--steps", "3", "--counted", "3", "--rows", "2"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = dict(re.findall(r"^(\(a'\) hand-written loop|\(b\) lightning-vae)\s+(\d+)\s+[\d.]+$",
+                           out, re.MULTILINE))
+    assert int(rows["(b) lightning-vae"]) > int(rows["(a') hand-written loop"]) > 0
