@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.hooks import ModelHooks
 from torch.utils.data import DataLoader, TensorDataset
+from training_models import tiny_bars
 
 from lightning_vae import EMA, VAE, ImagePanels, LatentDiagnostics
 from lightning_vae.training.empty_hooks import PER_BATCH_HOOKS, skip_empty_hooks
-from tests.training_models import tiny_bars
 
 
 class EndOnly(pl.Callback):
