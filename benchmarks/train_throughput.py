@@ -43,6 +43,7 @@ Usage::
     python benchmarks/train_throughput.py --quick                     # CPU, about a minute
     python benchmarks/train_throughput.py --epochs 2 --rounds 2       # CPU, whole epochs
     python benchmarks/train_throughput.py --device cuda --epochs 3    # GPU: gpu_fast.yaml
+    python benchmarks/train_throughput.py --device cuda --epochs 1 --no-example  # b/a' only
     python benchmarks/train_throughput.py --quick --variant "no-fused:model.fused_optimizer=false"
     python benchmarks/train_throughput.py --quick --variant "(a) 0 workers:base=a,workers=0"
     python benchmarks/train_throughput.py --model tiny --batch-size 16 --threads 1 --quick \
@@ -61,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -302,7 +304,23 @@ def run_example(spec: Spec) -> Measurement:
 # --- (a') a hand-written loop over the package's batches -------------------------------------
 
 
-def run_loop(spec: Spec) -> Measurement:
+@dataclass
+class LoopPipeline:
+    """What (a') steps: its batches, the step itself (a function of the batch's images, or
+    the :class:`GraphedTrainingPass` that is one where (b) sets ``cuda_graph``) and the
+    autocast it runs under."""
+
+    loader: Iterable[tuple[Tensor, Tensor]]
+    training_step: Callable[[Tensor], object]
+    device: torch.device
+    bf16: bool
+
+    def step(self, x: Tensor) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            self.training_step(x)
+
+
+def loop_pipeline(spec: Spec) -> LoopPipeline:
     """The floor under (b): (b)'s model, optimizer, speed options, precision and batches
     (device-resident, dynamically binarized), stepped by a plain loop instead of the Trainer.
     Each step computes what ``VAE.training_step`` does (``_training_terms``, compiled when
@@ -341,12 +359,17 @@ def run_loop(spec: Spec) -> Measurement:
     if settings["model"].get("cuda_graph"):  # the optimizer's step inside the graph, as in (b)
         training_step = GraphedTrainingPass(training_pass, model.parameters(),
                                             optimizer=optimizer)
-    clock = EpochClock(device)
+    return LoopPipeline(loader, training_step, device, bf16)
+
+
+def run_loop(spec: Spec) -> Measurement:
+    """Time (a'), :func:`loop_pipeline`."""
+    loop = loop_pipeline(spec)
+    clock = EpochClock(loop.device)
     for _ in range(1 + spec.epochs):
         clock.start()
-        for x, _ in itertools.islice(loader, spec.limit_batches):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                training_step(x)
+        for x, _ in itertools.islice(loop.loader, spec.limit_batches):
+            loop.step(x)
             clock.add(len(x))
         clock.stop()
     return clock.measurement()
@@ -525,6 +548,9 @@ def main() -> None:
     parser.add_argument("--loop", action=argparse.BooleanOptionalAction, default=True,
                         help="time (a'): (b)'s model and batches in a hand-written loop "
                              "(default; --no-loop leaves it out)")
+    parser.add_argument("--example", action=argparse.BooleanOptionalAction, default=True,
+                        help="time (a), the pytorch/examples pipeline (default; --no-example "
+                             "leaves it out, and b/a is then against (a'))")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up")
     parser.add_argument("--rounds", type=int, default=2)
@@ -563,9 +589,10 @@ def main() -> None:
     package = Spec(name="(b) lightning-vae" + (f" +{fragments}" if fragments else ""),
                    kind="package", configs=[str(c) for c in configs], **common)
     specs = [example, loop, package] if args.loop else [example, package]
-    if args.model not in EXAMPLE_MODELS:
-        print(f"(a) not run: the pytorch/examples pipeline has no {args.model} model; b/a is "
-              "against (a')")
+    if args.model not in EXAMPLE_MODELS or not args.example:
+        why = ("--no-example" if args.model in EXAMPLE_MODELS
+               else f"the pytorch/examples pipeline has no {args.model} model")
+        print(f"(a) not run: {why}; b/a is against (a')")
         specs = [loop, package]
     specs += [parse_variant(text, example, package, loop) for text in args.variant]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, ProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
@@ -32,6 +32,7 @@ from lightning_vae.training.last_checkpoint import (
     last_checkpoint,
 )
 from lightning_vae.training.module import VAE
+from lightning_vae.training.progress_bar import TimedProgressBar
 
 WANDB_LOGGER = {
     "class_path": "pytorch_lightning.loggers.WandbLogger",
@@ -121,10 +122,10 @@ def new_run_folders(trainer: pl.Trainer) -> list[Path]:
     return [folder for folder in folders if not folder.exists()]
 
 
-PROGRESS_BAR_REFRESH_STEPS = 10
-"""How often the progress bar the CLI adds redraws. Lightning's default redraws at every step,
-which costs milliseconds (a TQDM redraw and the training loss logged for it): more than a whole
-step of the default model on a GPU (docs/results.md)."""
+PROGRESS_BAR_INTERVAL = 0.1
+"""Seconds between redraws of the progress bar the CLI adds, at most. Lightning's default redraws
+at every step, which costs milliseconds (a TQDM redraw and the training loss logged for it):
+more than a whole step of the default model on a GPU (docs/results.md)."""
 
 
 class VAECLI(LightningCLI):
@@ -133,7 +134,7 @@ class VAECLI(LightningCLI):
     checkpoint records how to prepare new images for the model. Checkpoints are written whole
     (:class:`~lightning_vae.training.checkpoints.AtomicCheckpointIO`) unless the configuration
     names a checkpoint writer. Unless the configuration names a progress bar or turns it off,
-    the bar redraws every ``PROGRESS_BAR_REFRESH_STEPS`` steps."""
+    the bar redraws at most every ``PROGRESS_BAR_INTERVAL`` seconds."""
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -143,7 +144,7 @@ class VAECLI(LightningCLI):
             callbacks = [callbacks]
         bar_wanted = config.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(PROGRESS_BAR_REFRESH_STEPS)]
+            kwargs["callbacks"] = [*callbacks, TimedProgressBar(PROGRESS_BAR_INTERVAL)]
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):  # .ckpt written whole

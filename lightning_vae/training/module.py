@@ -9,11 +9,13 @@ arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
 
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.core.hooks import ModelHooks
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -33,6 +35,7 @@ from lightning_vae.model import DiagonalGaussian, VAEModel
 from lightning_vae.model.validation import check_batch, unchecked_inputs
 from lightning_vae.objectives import Objective, build_objective
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
+from lightning_vae.training.empty_hooks import TRAINING_HOOKS, skip_empty_hooks
 from lightning_vae.training.fast_path import (
     COMPILE_MODES,
     CompileMode,
@@ -44,15 +47,26 @@ from lightning_vae.training.noise import NoiseSource
 from lightning_vae.training.optimizers import build_optimizer, check_optimizer
 from lightning_vae.training.schedules import build_lr_schedule, check_lr_schedule
 from lightning_vae.training.step_logging import (
+    StepsRead,
     device_scalar,
     per_step_progress_bar,
     progress_bar_refreshes,
-    step_values_read,
 )
+
+
+def signature_stored(step: Callable) -> Callable:
+    """``step`` with its signature stored as ``__signature__``, which ``inspect`` returns as
+    it is: Lightning inspects a step method's signature at every batch (whether it takes
+    ``batch_idx``), and building it anew cost some 700 Python bytecodes a training step."""
+    step.__signature__ = inspect.signature(step)
+    return step
+
 
 ELBO_TERMS = ("loss", "recon", "kl", "elbo")
 MODEL_ARGUMENTS = VAEModel.argument_names()
 """The constructor arguments that build the model; the others are training settings."""
+PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_generator"})
+"""Attributes set at every training step that are never parameters, buffers or modules."""
 LEGACY_STATE_PREFIXES = ("encoder.", "decoder.", "likelihood_head.")
 """Where 0.1.0, whose module was the model, kept the weights (now under ``model.``)."""
 
@@ -196,11 +210,12 @@ class VAE(pl.LightningModule):
         return getattr(self.objective, "adversarial", False)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name before and after every hook it calls, about 24 times
-        # a training step. nn.Module's __setattr__ first tests the value against Parameter,
-        # buffer and Module types (about 2 µs, against 0.2 for a plain attribute); a hook's name
-        # is none of those, so it goes straight to the instance.
-        if name == "_current_fx_name":
+        # Lightning sets _current_fx_name before and after every hook it calls, about 20 times
+        # a training step, and on_train_batch_start sets _train_generator. nn.Module's
+        # __setattr__ first tests the value against Parameter, buffer and Module types (about
+        # 2 µs, against 0.2 for a plain attribute); a hook's name and a generator are none of
+        # those, so they go straight to the instance.
+        if name in PLAIN_ATTRIBUTES:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -259,6 +274,9 @@ class VAE(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.noise = NoiseSource()  # after seed_everything, whose seed it reads
+        for callback in self.trainer.callbacks:  # per-batch hooks that do nothing: uncalled
+            skip_empty_hooks(callback, pl.Callback)
+        skip_empty_hooks(self, ModelHooks, TRAINING_HOOKS)
         graphed = stage == "fit" and self.hparams.cuda_graph
         self._graphed_pass = self._graph_training_pass() if graphed else None
         # The graph holds the backward, and a discriminator has its own optimizer: then the
@@ -279,11 +297,14 @@ class VAE(pl.LightningModule):
         self._train_generator = self._generator("train", self.global_step, batch_idx)
         # The model's input check reads the batch's range back from the device, a host
         # synchronisation: a fit runs it on its first batch, and its training passes skip it.
-        if self.model.validate_inputs and not self._first_batch_checked:
+        if not self._first_batch_checked and self.model.validate_inputs:
             check_batch(images_of(batch), self.model.image_shape, self.model.likelihood_head)
             self._first_batch_checked = True
 
     # --- training --------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        self._steps_read = StepsRead(self.trainer)  # whose logged values are read, this epoch
 
     def _objective(self, terms: dict[str, Tensor], weights: dict[str, Tensor] | None = None
                    ) -> dict[str, Tensor]:
@@ -342,9 +363,11 @@ class VAE(pl.LightningModule):
             raise ValueError("model.cuda_graph=True " + "; it ".join(found))
         self._graph_weights = {name: torch.zeros((), device=device)
                                for name in self.objective.weights(0)}
+        self._graph_weight_values: dict[str, float] | None = None  # what they hold
         return GraphedTrainingPass(self._training_pass, self.parameters())
 
     def on_train_start(self) -> None:
+        self._steps_read = StepsRead(self.trainer)  # a run resumed mid-epoch starts no epoch
         if self._graphed_pass is None:
             return
         if self.trainer.lr_scheduler_configs:
@@ -357,15 +380,19 @@ class VAE(pl.LightningModule):
 
     def _training_pass(self, x: Tensor) -> dict[str, Tensor]:
         """What the CUDA graph captures: the terms and loss of a batch, with the objective's
-        weights read from the tensors ``_graphed_training_step`` refills before each replay."""
+        weights read from the tensors ``_graphed_training_step`` refills before a replay
+        whenever they change."""
         return self._objective(self._training_terms(x), self._graph_weights)
 
     def _graphed_training_step(self, x: Tensor) -> dict[str, Tensor]:
         """One training step replayed whole (forward, backward, optimizer step), counted as
         one optimizer step by Lightning's optimizer wrapper, so ``global_step`` and the
         checkpoints' step counts are those of automatic optimization."""
-        for name, value in self.objective.weights(self._schedule_step()).items():
-            self._graph_weights[name].fill_(value)  # a kernel argument: no copy from the host
+        weights = self.objective.weights(self._schedule_step())
+        if weights != self._graph_weight_values:  # under a constant β, at the first step only
+            for name, value in weights.items():
+                self._graph_weights[name].fill_(value)  # a kernel argument: no host copy
+            self._graph_weight_values = dict(weights)  # a copy: objectives may reuse a dict
         optimizer = self.optimizers()
         optimizer._on_before_step()
         means = self._graphed_pass(x)
@@ -389,6 +416,7 @@ class VAE(pl.LightningModule):
             scheduler.step()
         return means
 
+    @signature_stored
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """The objective's loss on the batch (with ``cuda_graph``, also its backward and
         optimizer step). Logs every term, as device tensors, at every step whose values
@@ -403,7 +431,7 @@ class VAE(pl.LightningModule):
         else:  # the graph's outputs are overwritten by the next replay: return a copy
             means = self._graphed_training_step(x)
             means["loss"] = means["loss"].clone()
-        read = step_values_read(self.trainer, batch_idx)
+        read = self._steps_read(batch_idx)
         in_bar = per_step_progress_bar(self.device)  # the same for every step of a run
         if read or (in_bar and progress_bar_refreshes(self.trainer, batch_idx)):
             self.log("train/loss", means["loss"], prog_bar=in_bar)
@@ -439,9 +467,11 @@ class VAE(pl.LightningModule):
             self.log(f"{stage}/active_units/{layer}", metric)
         return x, out.posterior
 
+    @signature_stored
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, "val", self._generator("val", dataloader_idx, batch_idx))
 
+    @signature_stored
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """The ELBO terms and active units, then KL per dimension (of the top layer, for a
         hierarchical model), pixel MSE of the reconstruction from the posterior mode, the

@@ -22,6 +22,8 @@ import torch
 from pytorch_lightning.callbacks import Timer
 from torch import Tensor
 
+from lightning_vae.training.progress_bar import TimedProgressBar
+
 
 def device_scalar(value: float, device: torch.device) -> Tensor:
     """``value`` as a 0-d float32 tensor on ``device``, written by a fill kernel.
@@ -44,13 +46,16 @@ def per_step_progress_bar(device: torch.device) -> bool:
 
 
 def progress_bar_refreshes(trainer: pl.Trainer, batch_idx: int) -> bool:
-    """Whether the progress bar redraws after training step ``batch_idx``: Lightning's bars
-    (TQDM and Rich) redraw every ``refresh_rate`` batches and at the epoch's last one, and read
-    the values logged for them only then. False without an enabled bar."""
+    """Whether the progress bar redraws after training step ``batch_idx``, reading the values
+    logged for it: a :class:`~lightning_vae.training.progress_bar.TimedProgressBar` when its
+    interval has passed; Lightning's bars (TQDM and Rich) every ``refresh_rate`` batches; both
+    at the epoch's last one. False without an enabled bar."""
     bar = trainer.progress_bar_callback
     if bar is None or not bar.is_enabled:
         return False
     batch = batch_idx + 1
+    if isinstance(bar, TimedProgressBar):
+        return bar.redraws_at(batch, trainer.num_training_batches)
     return batch % getattr(bar, "refresh_rate", 1) == 0 or batch == trainer.num_training_batches
 
 
@@ -67,14 +72,35 @@ def step_values_read(trainer: pl.Trainer, batch_idx: int) -> bool:
     :func:`monitors_read_mid_epoch`, and a ``max_time`` Timer, which stops the run (and makes
     Lightning write the loggers) after whichever step runs out of time. Where Lightning's
     internals differ from the ones read here, every step counts as read.
+
+    A training loop asks at every step: :class:`StepsRead` gives the same answers with the
+    epoch's settings read once.
     """
-    connector = getattr(trainer, "_logger_connector", None)
-    writes = getattr(connector, "should_update_logs", True)
-    last_batch = batch_idx + 1 >= trainer.num_training_batches
-    # With cuda_graph the optimizer has stepped already: the step before the last counts too.
-    last_step = 0 <= trainer.max_steps <= trainer.global_step + 1
-    return bool(writes or last_batch or last_step or trainer.fast_dev_run
-                or monitors_read_mid_epoch(trainer) or stops_on_time(trainer))
+    return StepsRead(trainer)(batch_idx)
+
+
+class StepsRead:
+    """:func:`step_values_read` for the steps of one epoch, with what stays the same during it
+    (the callbacks that read every step, the number of batches, ``max_steps``) read when it is
+    made, at the epoch's start: they were most of the function's cost (about 300 of 480 Python
+    bytecodes a step)."""
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        self.trainer = trainer
+        self.every_step = bool(trainer.fast_dev_run or monitors_read_mid_epoch(trainer)
+                               or stops_on_time(trainer))
+        self.last_batch = trainer.num_training_batches - 1
+        self.max_steps = trainer.max_steps
+
+    def __call__(self, batch_idx: int) -> bool:
+        """Whether the values logged by training step ``batch_idx`` of the epoch are read."""
+        if self.every_step or batch_idx >= self.last_batch:
+            return True
+        # With cuda_graph the optimizer has stepped already: the step before the last counts too.
+        if 0 <= self.max_steps <= self.trainer.global_step + 1:
+            return True
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
 
 def monitors_read_mid_epoch(trainer: pl.Trainer) -> bool:

@@ -8,7 +8,8 @@ import yaml
 from pytorch_lightning.callbacks import TQDMProgressBar
 
 from lightning_vae.cli import main, run_lightning
-from lightning_vae.cli.lightning import PROGRESS_BAR_REFRESH_STEPS
+from lightning_vae.cli.lightning import PROGRESS_BAR_INTERVAL
+from lightning_vae.training.progress_bar import TimedProgressBar
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_RECIPES = sorted(
@@ -160,20 +161,23 @@ def test_celeba_recipe_trains_a_few_steps_on_a_generated_celeba(tmp_path):
     assert any(r.get("val/elbo") for r in rows)
 
 
+TIMED_BAR = (TimedProgressBar, PROGRESS_BAR_INTERVAL)
+
+
 @pytest.mark.parametrize("bar_args, expected", [
-    ([], (TQDMProgressBar, PROGRESS_BAR_REFRESH_STEPS)),
+    ([], TIMED_BAR),
     (["--trainer.enable_progress_bar", "false"], None),
     (["--trainer.callbacks+=pytorch_lightning.callbacks.TQDMProgressBar",
       "--trainer.callbacks.refresh_rate=3"], (TQDMProgressBar, 3)),
-    (["--trainer.callbacks", "ModelCheckpoint"],  # one callback, not a list
-     (TQDMProgressBar, PROGRESS_BAR_REFRESH_STEPS)),
+    (["--trainer.callbacks", "ModelCheckpoint"], TIMED_BAR),  # one callback, not a list
 ])
-def test_the_progress_bar_redraws_every_few_steps_unless_configured(bar_args, expected,
-                                                                      tiny_mnist_dir, tmp_path):
+def test_the_progress_bar_redraws_every_tenth_of_a_second_unless_configured(
+        bar_args, expected, tiny_mnist_dir, tmp_path):
     """Redrawing at every step costs more than a GPU step; a bar the user names, or turns off,
     is left as asked (Lightning refuses a bar in the callbacks with the bar turned off)."""
     cli = run_lightning(["--config", str(ROOT / "recipes" / "mnist_vae.yaml"),
                          "--data.init_args.data_dir", str(tiny_mnist_dir),
                          "--trainer.default_root_dir", str(tmp_path), *bar_args], run=False)
     bar = cli.trainer.progress_bar_callback
-    assert (None if bar is None else (type(bar), bar.refresh_rate)) == expected
+    setting = None if bar is None else getattr(bar, "interval", bar.refresh_rate)
+    assert (None if bar is None else (type(bar), setting)) == expected

@@ -88,6 +88,31 @@ def test_off_cuda_the_pass_leaves_the_gradients_of_one_backward_without_accumula
     assert not graphed.captured  # no CUDA graph off CUDA
 
 
+class ReplaysNothing:
+    """A captured graph's stand-in, so that replays run off CUDA: replaying it does nothing."""
+
+    def replay(self) -> None:
+        pass
+
+
+def test_a_replay_points_unset_or_replaced_gradients_back_at_the_graphs_own():
+    """Lightning unsets the gradients before a validation; the next replay writes into the
+    graph's gradient tensors, so .grad must point at them again, and only then be set."""
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    graphed = GraphedTrainingPass(lambda batch: {"loss": layer(batch).sum()}, layer.parameters())
+    graphed(x)  # eager off CUDA: leaves the gradients
+    graphed.static_input, graphed.static_outputs = x.clone(), {}
+    graphed.static_gradients = [p.grad for p in layer.parameters()]
+    graphed.graph = ReplaysNothing()
+    own = list(graphed.static_gradients)
+    graphed(x)
+    assert all(p.grad is g for p, g in zip(layer.parameters(), own, strict=True))
+    layer.weight.grad, layer.bias.grad = None, torch.zeros(3)
+    graphed(x)
+    assert layer.weight.grad is own[0] and layer.bias.grad is own[1]
+
+
 def test_warmup_steps_below_one_are_refused():
     with pytest.raises(ValueError, match="warmup_steps must be at least 1"):
         GraphedTrainingPass(lambda x: {"loss": x.sum()}, [], warmup_steps=0)
@@ -110,6 +135,23 @@ def test_with_cuda_graph_the_model_trains_exactly_as_with_automatic_optimization
     pairs = zip(plain.state_dict().items(), graphed.state_dict().values(), strict=True)
     for (name, a), b in pairs:
         assert torch.equal(a, b), name
+
+
+@pytest.mark.filterwarnings("ignore:model.cuda_graph=True needs a CUDA device")
+def test_the_graphs_weights_follow_the_schedule_even_from_one_dict_updated_in_place():
+    """The weight tensors are refilled only when the objective's weights change: compared with
+    a copy, so an objective returning the same dict, updated, still counts as changing."""
+    model = tiny_model(cuda_graph=True)
+    schedule, reused = model.objective.weights, {}
+
+    def weights(step: int) -> dict[str, float]:
+        reused.update(schedule(step))
+        return reused
+
+    model.objective.weights = weights
+    record = fit(model, DataLoader(TensorDataset(random_images(64)), batch_size=16), steps=4)
+    assert record.betas == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert model._graph_weights["beta"].item() == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize("saved_graphed, resumed_graphed", [

@@ -4,6 +4,7 @@ leaves out, and the files 0.1.0 wrote."""
 
 import csv
 import functools
+import inspect
 import json
 import math
 import re
@@ -55,6 +56,29 @@ def fit_tiny(tmp_path, steps: int, **model_args) -> tuple[VAE, list[dict[str, st
                          enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, loader)
     return model, read_csv_metrics(logger)
+
+
+def test_step_methods_keep_their_signatures_and_a_subclass_step_its_own(tmp_path):
+    """Lightning reads a step method's signature at every batch (does it take batch_idx?): the
+    stored ones are the methods' own, and an override without batch_idx is called without it."""
+    assert inspect.getfullargspec(VAE.training_step).args == ["self", "batch", "batch_idx"]
+    assert list(inspect.signature(VAE.test_step).parameters) == [
+        "self", "batch", "batch_idx", "dataloader_idx"]
+
+    class BatchOnly(VAE):
+        steps = 0
+
+        def training_step(self, batch):
+            self.steps += 1
+            return super().training_step(batch, self.steps - 1)
+
+    model = BatchOnly(image_shape=(1, 8, 8), latent_dim=2, arch="mlp",
+                      arch_options={"hidden_dims": [8]})
+    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(TensorDataset(tiny_images()), batch_size=16))
+    assert model.steps == 3
 
 
 @pytest.mark.parametrize("schedule", [
