@@ -22,6 +22,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, constants
 
+from lightning_vae.hub.card import DISENTANGLEMENT_SCORES
+
 CONFIG_FILE = constants.CONFIG_NAME
 CARD_FILE = constants.REPOCARD_NAME
 
@@ -34,14 +36,20 @@ class ZooModel:
     """One zoo model: its name (the Hub repo id ``owner/folder``) and how it is made.
 
     ``overrides`` are command-line arguments of ``lightning-vae fit`` applied to ``recipe``
-    (a path relative to the repository); ``iw_samples`` is k of the importance-weighted
-    test log-likelihood its card reports.
+    (a path relative to the repository), ``data_overrides`` the datamodule's, given to both
+    ``fit`` and ``test`` so that the test reads the same data; ``iw_samples`` is k of the
+    importance-weighted test log-likelihood its card reports, 0 for a model whose card reports
+    none (it is not the point of a dSprites model, and its card says it was not evaluated).
+    ``disentanglement`` says that its test data carries generative factors, so that its card
+    reports the four disentanglement scores.
     """
 
     name: str
     recipe: str
     overrides: tuple[str, ...]
     iw_samples: int
+    data_overrides: tuple[str, ...] = ()
+    disentanglement: bool = False
 
     @property
     def folder(self) -> Path:
@@ -91,13 +99,16 @@ def bundled_folder(name: str | Path, *, revision: str | None = None,
 
 @dataclass(frozen=True)
 class CardNumbers:
-    """What a zoo card's metadata states: the data set, the β the weights were trained with and
-    the test numbers, in nats per example (None when not recorded)."""
+    """What a zoo card's metadata states: the data set, the β the weights were trained with, the
+    test numbers in nats per example (None when not recorded) and the disentanglement scores on
+    the test split, by metric type (``mig``, ``factorvae_score``, ``dci_d``, ``sap``; empty when
+    none is reported)."""
 
     dataset: str | None
     beta: float | None
     test_elbo: float | None
     test_log_likelihood: float | None
+    scores: dict[str, float]
 
 
 def card_numbers(folder: Path) -> CardNumbers:
@@ -113,6 +124,8 @@ def card_numbers(folder: Path) -> CardNumbers:
         beta=training.get("beta"),
         test_elbo=results.get(("test", "elbo")),
         test_log_likelihood=results.get(("test", "log-likelihood")),
+        scores={score.metric: results[("test", score.metric)] for score in DISENTANGLEMENT_SCORES
+                if ("test", score.metric) in results},
     )
 
 
