@@ -2,14 +2,16 @@
 commands, and record in each model card the exact commands, the hardware and the wall times.
 
     python scripts/build_zoo.py --mnist-dir /work/shared/data/mnist \\
-        --fashion-mnist-dir /usr/share/datasets/fashion-mnist [--only lightning-vae/mnist-vae]
+        --fashion-mnist-dir /usr/share/datasets/fashion-mnist --dsprites-dir data \\
+        [--only lightning-vae/mnist-vae]
 
 For each model, from the repository root: ``lightning-vae fit`` (the recipe, its overrides
 from ZOO, the data folder), ``lightning-vae test`` of the last checkpoint on the whole test
-split (ELBO and the importance-weighted log-likelihood with the model's k), then
-``lightning-vae export`` with those numbers. The folder replaces the zoo's copy only when every
-step succeeded. Nothing is edited by hand: the numbers go from the test's metrics file to the
-export command, and the card gains a section stating how the model was made.
+split (ELBO, the importance-weighted log-likelihood with the model's k unless k is 0, and on
+dSprites the four disentanglement scores), then ``lightning-vae export`` with those numbers.
+The folder replaces the zoo's copy only when every step succeeded. Nothing is edited by hand:
+the numbers go from the test's metrics file to the export command, and the card gains a section
+stating how the model was made.
 """
 
 import argparse
@@ -29,10 +31,16 @@ import torch
 import yaml
 
 import lightning_vae
-from lightning_vae.data import IDXDataModule, locate_files, read_idx
-from lightning_vae.hub.card import REPO_URL
+from lightning_vae.data import (
+    DSpritesDataModule,
+    IDXDataModule,
+    ImageDataModule,
+    locate_files,
+    read_idx,
+)
+from lightning_vae.hub.card import DISENTANGLEMENT_SCORES, REPO_URL
 from lightning_vae.hub.zoo import CARD_FILE, ZOO, ZOO_ROOT, ZooModel
-from lightning_vae.training.checkpoints import load_checkpoint
+from lightning_vae.training.checkpoints import datamodule_class, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "lightning-vae"
@@ -42,8 +50,17 @@ QUICK_TRIAL = ("--trainer.max_epochs 1 --trainer.limit_train_batches 20 "
 stops before the first validation, whose ELBO the card states)."""
 
 
-def recipe_data(recipe: str) -> type[IDXDataModule]:
-    """The datamodule class a recipe trains on (an MNIST-layout one, for the zoo)."""
+RENDERED_DSPRITES = (
+    "The training and test images are lightning-vae's re-rendering of the dSprites factor "
+    "grid (`lightning_vae.data.dsprites_render`: the official 737 280 combinations of shape, "
+    "scale, orientation and position, with the official factor values, drawn by our own "
+    "rasterizer), not DeepMind's original pixels (the zoo asks for the re-rendering so that "
+    "it builds with no network); scores on the original images may differ.")
+"""What a card says of a model trained on ``DSpritesDataModule(source="rendered")``."""
+
+
+def recipe_data(recipe: str) -> type[ImageDataModule]:
+    """The datamodule class a recipe trains on."""
     module_name, _, name = yaml.safe_load((ROOT / recipe).read_text())["data"]["class_path"]\
         .rpartition(".")
     return getattr(importlib.import_module(module_name), name)
@@ -58,10 +75,15 @@ def data_dir_for(recipe: str, dirs: dict[str, str | None]) -> str:
     return dirs[name]
 
 
-def test_set_size(recipe: str, data_dir: str) -> int:
-    """The number of test images of the recipe's data set in ``data_dir``."""
-    files = locate_files(recipe_data(recipe).spec, data_dir, download=False)
-    return len(read_idx(files["test_labels"]))
+def test_set_size(recipe: str, data_dir: str, state: dict) -> int:
+    """The number of test images of the recipe's data set: the test labels of an MNIST-layout
+    data set in ``data_dir``, or the ``test_size`` the checkpoint ``state``'s datamodule held
+    out of a generated one (dSprites)."""
+    data = recipe_data(recipe)
+    if issubclass(data, IDXDataModule):
+        files = locate_files(data.spec, data_dir, download=False)
+        return len(read_idx(files["test_labels"]))
+    return int(state["datamodule_hyper_parameters"]["test_size"])
 
 
 def command_line() -> list[str]:
@@ -125,12 +147,31 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
+def evaluation_note(model: ZooModel) -> str:
+    """What the card's test numbers are beyond the ELBO: the importance-weighted bound's k, or
+    that there is none, and where the disentanglement scores come from."""
+    if model.iw_samples:
+        note = f"""The test ELBO uses one posterior sample per image; the test log-likelihood is the
+importance-weighted bound of Burda et al. (2016) with k={model.iw_samples} samples per image
+(the k=5000 of the literature costs {5000 // model.iw_samples} times as much and gives a slightly
+higher, tighter, bound)."""
+    else:
+        note = """The test ELBO uses one posterior sample per image. No log-likelihood was computed
+(`--model.iw_samples 0`): this model is for its latents, not its density."""
+    if model.disentanglement:
+        note += """
+The disentanglement scores are those of the posterior means of the same test images, each
+computed once on all of them with its seeded draws (seed 0)."""
+    return note
+
+
 def provenance(model: ZooModel, commands: list[tuple[str, list[str], float]], env_prefix: str,
-               machine: str, n_test: int, trained: str) -> str:
+               machine: str, n_test: int, trained: str, data_note: str) -> str:
     """The card section stating how the model was made."""
     lines = "\n".join(env_prefix + shlex.join([COMMAND, *args]) for _, args, _ in commands)
     times = "\n".join(f"| {step} | {duration(seconds)} |" for step, _, seconds in commands)
     total = sum(seconds for _, _, seconds in commands)
+    data_note = f"\n{data_note}\n" if data_note else ""
     return f"""
 ## How this model was made
 
@@ -148,20 +189,45 @@ own commands and no hand edits, from the recipe
 | total | {duration(total)} |
 
 Hardware: {machine}. Trained for {trained}.
-
+{data_note}
 The test numbers are on all {n_test} test images, for the last checkpoint (the one exported).
-The test ELBO uses one posterior sample per image; the test log-likelihood is the
-importance-weighted bound of Burda et al. (2016) with k={model.iw_samples} samples per image
-(the k=5000 of the literature costs {5000 // model.iw_samples} times as much and gives a slightly
-higher, tighter, bound).
+{evaluation_note(model)}
 """
 
 
-def training_length(checkpoint: Path) -> str:
-    """How long the exported checkpoint was trained, in epochs and optimizer steps (a fit
+def training_length(state: dict) -> str:
+    """How long the checkpoint ``state`` was trained, in epochs and optimizer steps (a fit
     limited by ``--trainer.max_time`` ends wherever the time runs out)."""
-    state = load_checkpoint(checkpoint)
-    return f"{state['epoch'] + 1} epochs ({state['global_step']} optimizer steps)"
+    epochs = state["epoch"] + 1
+    return f"{epochs} epoch{'s' * (epochs > 1)} ({state['global_step']} optimizer steps)"
+
+
+def data_note(state: dict) -> str:
+    """What the card must say of the checkpoint ``state``'s data beyond its name and options:
+    that re-rendered dSprites images are not the original ones."""
+    data = state.get("datamodule_hyper_parameters") or {}
+    rendered = datamodule_class(data) is DSpritesDataModule and data.get("source") == "rendered"
+    return RENDERED_DSPRITES if rendered else ""
+
+
+def test_metric_names(model: ZooModel) -> tuple[str, ...]:
+    """The metrics the test run of ``model`` must log for its card."""
+    return ("test/elbo", *(("test/nll_iw",) if model.iw_samples else ()),
+            *(f"test/{score.metric}" for score in DISENTANGLEMENT_SCORES
+              if model.disentanglement))
+
+
+def card_arguments(model: ZooModel, scores: dict[str, float]) -> list[str]:
+    """The export options that put the test run's ``scores`` on the card."""
+    arguments = ["--test-elbo", f"{scores['test/elbo']:.4f}"]
+    if model.iw_samples:
+        arguments += ["--test-log-likelihood", f"{-scores['test/nll_iw']:.4f}"]
+    arguments += ["--log-likelihood-samples", str(model.iw_samples)]
+    for score in DISENTANGLEMENT_SCORES:
+        if f"test/{score.metric}" in scores:
+            arguments += [f"--{score.field.replace('_', '-')}",
+                          f"{scores[f'test/{score.metric}']:.4f}"]
+    return arguments
 
 
 def shown(path: Path) -> str:
@@ -181,11 +247,12 @@ def build(model: ZooModel, data_dir: str, work: Path, zoo_root: Path, threads: i
               "--model.iw_samples", str(model.iw_samples),
               "--trainer.enable_progress_bar", "false", "--trainer.logger", "CSVLogger"]
     fit_dir, test_dir, hub = run_dir / "fit", run_dir / "test", run_dir / "hub"
-    fit = ["fit", "--config", model.recipe, *model.overrides, *common,
+    fit = ["fit", "--config", model.recipe, *model.overrides, *model.data_overrides, *common,
            "--trainer.default_root_dir", shown(fit_dir),
            "--trainer.logger.save_dir", shown(fit_dir), *extra]
     checkpoint = fit_dir / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    test = ["test", "--config", model.recipe, *common, "--ckpt_path", shown(checkpoint),
+    test = ["test", "--config", model.recipe, *model.data_overrides, *common,
+            "--ckpt_path", shown(checkpoint),
             "--trainer.default_root_dir", shown(test_dir),
             "--trainer.logger.save_dir", shown(test_dir), *extra]
     log = run_dir.with_suffix(".log")
@@ -194,21 +261,23 @@ def build(model: ZooModel, data_dir: str, work: Path, zoo_root: Path, threads: i
     commands = [("fit", fit, run(fit, env, log)), ("test", test, run(test, env, log))]
     val = last_metrics(fit_dir / "lightning_logs" / "version_0" / "metrics.csv", ("val/elbo",))
     scores = last_metrics(test_dir / "lightning_logs" / "version_0" / "metrics.csv",
-                          ("test/elbo", "test/nll_iw"))
+                          test_metric_names(model))
     export = ["export", shown(checkpoint), shown(hub), "--repo-id", model.name,
-              "--val-elbo", f"{val['val/elbo']:.4f}", "--test-elbo", f"{scores['test/elbo']:.4f}",
-              "--test-log-likelihood", f"{-scores['test/nll_iw']:.4f}",
-              "--log-likelihood-samples", str(model.iw_samples)]
+              "--val-elbo", f"{val['val/elbo']:.4f}", *card_arguments(model, scores),
+              "--trust-checkpoint"]  # written by this fit: its validation images may be read
     commands.append(("export", export, run(export, env, log)))
     prefix = "".join(f"{name}={value} " for name, value in env.items())
+    state = load_checkpoint(checkpoint)
     with (hub / CARD_FILE).open("a", encoding="utf-8") as card:
         card.write(provenance(model, commands, prefix, machine,
-                              test_set_size(model.recipe, data_dir), training_length(checkpoint)))
+                              test_set_size(model.recipe, data_dir, state),
+                              training_length(state),
+                              data_note(state)))
     target = zoo_root / model.folder.name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(hub, target)
-    print(f"wrote {target}: test ELBO {scores['test/elbo']:.2f}, test NLL "
-          f"{scores['test/nll_iw']:.2f} (k={model.iw_samples}) nats per example", flush=True)
+    print(f"wrote {target}: " + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
+          flush=True)
     return target
 
 
@@ -216,6 +285,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist-dir", help="folder holding the four MNIST IDX files")
     parser.add_argument("--fashion-mnist-dir", help="folder holding the Fashion-MNIST IDX files")
+    parser.add_argument("--dsprites-dir",
+                        help="data_dir of dSprites: the official .npz, or the re-rendering's "
+                        "cache in its dsprites/ folder (made by the fit when missing: 3 GB, "
+                        "or once with DSpritesDataModule(DIR, source='rendered').prepare_data())")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=[m.name for m in ZOO],
                         help="build only these zoo models (default: all)")
     parser.add_argument("--threads", type=int,
@@ -233,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="models built at once (on one GPU, small models leave it idle "
                              "between their steps, so several share it well)")
     args = parser.parse_args(argv)
-    dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_mnist_dir}
+    dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_mnist_dir,
+            "dsprites": args.dsprites_dir}
     models = [model for model in ZOO if not args.only or model.name in args.only]
     data_dirs = [data_dir_for(model.recipe, dirs) for model in models]  # fail before training
     def build_one(model: ZooModel, data_dir: str) -> None:

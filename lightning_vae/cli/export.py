@@ -3,6 +3,7 @@ model folder (config.json, model.safetensors, README.md, samples.png)."""
 
 import argparse
 
+from lightning_vae.hub.card import DISENTANGLEMENT_SCORES
 from lightning_vae.training.export import export_checkpoint
 
 
@@ -16,7 +17,13 @@ def card_options(parser: argparse.ArgumentParser) -> None:
                         help="test log-likelihood (importance-weighted bound, i.e. minus the "
                         "logged test/nll_iw), nats per example")
     parser.add_argument("--log-likelihood-samples", type=int,
-                        help="importance samples per image behind --test-log-likelihood")
+                        help="importance samples per image behind --test-log-likelihood; 0 "
+                        "says none was computed (iw_samples=0): the card then has no "
+                        "log-likelihood row")
+    for score in DISENTANGLEMENT_SCORES:
+        parser.add_argument(f"--{score.field.replace('_', '-')}", type=float,
+                            help=f"{score.title} on the test split, in [0, 1] (the logged "
+                            f"test/{score.metric}), for the card's Disentanglement section")
     parser.add_argument("--trust-checkpoint", action="store_true", dest="trusted",
                         help="trust the checkpoint: unpickle it if weights_only loading "
                         "refuses it, and rebuild its datamodule (one of lightning_vae's only) "

@@ -10,6 +10,12 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 import lightning_vae
+from lightning_vae.hub.zoo import card_numbers
+
+SCORES = {"test_mig": 0.1234, "test_factorvae_score": 0.75, "test_dci_d": 0.5, "test_sap": 0.0625}
+TCVAE_TRAINING = {"beta": 16.0, "beta_schedule": "constant", "lr": 5e-4,
+                  "objective": {"name": "tcvae", "alpha": 1.0, "gamma": 1.0, "sampling": "mss",
+                                "dataset_size": 722280}}
 
 
 @pytest.fixture
@@ -88,6 +94,7 @@ def test_model_card_says_missing_numbers_are_missing(saved):
                 "| Validation ELBO | not recorded |", "| Test ELBO | not evaluated |",
                 "| Test log-likelihood | not evaluated |", "reconstructions are not shown"):
         assert row in card.text
+    assert "## Disentanglement" not in card.text and "| Objective |" not in card.text
     assert "higgins2017" not in card.text and "kingma2014" in card.text
 
 
@@ -114,3 +121,62 @@ def test_card_picture_of_a_colour_model_is_rgb_prior_samples_when_no_images(tmp_
 def test_unknown_model_card_kwargs_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"unknown model_card_kwargs \['val_loss'\]"):
         small_model().save_pretrained(tmp_path / "m", model_card_kwargs={"val_loss": 1.0})
+
+
+# --- disentanglement scores (a dSprites model) --------------------------------------------------
+
+
+def test_a_card_states_the_four_scores_their_meaning_and_split_and_keeps_them_in_metadata(
+        tmp_path):
+    small_model().save_pretrained(tmp_path / "m", model_card_kwargs={
+        "repo_id": "someuser/dsprites-tcvae", "dataset": "dsprites",
+        "data_options": {"source": "rendered", "test_size": 10000}, "training": TCVAE_TRAINING,
+        "test_elbo": -60.5, "log_likelihood_samples": 0, **SCORES})
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    assert {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results} == {
+        ("test", "elbo"): -60.5, ("test", "mig"): 0.1234, ("test", "factorvae_score"): 0.75,
+        ("test", "dci_d"): 0.5, ("test", "sap"): 0.0625}
+    assert card.data.metrics == ["dci_d", "elbo", "factorvae_score", "mig", "sap"]
+    assert card_numbers(tmp_path / "m").scores == {"mig": 0.1234, "factorvae_score": 0.75,
+                                                    "dci_d": 0.5, "sap": 0.0625}
+    section = sections(card.text)["Disentanglement"]
+    for row in ("| MIG | 0.123 | mutual information gap (Chen et al. 2018)",
+                "| FactorVAE score | 0.750 | Kim & Mnih (2018)",
+                "| DCI disentanglement | 0.500 | Eastwood & Williams (2018)",
+                "| SAP | 0.062 | Kumar et al. (2018)",
+                "posterior means of the test split of dsprites (10000 images)"):
+        assert row in section, row
+    training = sections(card.text)["Training and evaluation"]
+    assert "| Test ELBO | -60.50 nats per example |" in training
+    assert "log-likelihood |" not in training  # none computed: no row, not "not evaluated"
+    assert ('| Objective | tcvae (alpha=1.0, gamma=1.0, sampling="mss", dataset_size=722280) |'
+            in training)
+
+
+def test_a_beta_tcvae_card_names_its_objective_not_a_beta_vae():
+    card = small_model().generate_model_card(dataset="dsprites", training=TCVAE_TRAINING)
+    assert "A β-TCVAE (Chen et al., 2018) on dsprites" in card.text
+    assert "beta-tcvae" in card.data.tags and "beta-vae" not in card.data.tags
+    assert "@inproceedings{chen2018isolating" in card.text and "higgins2017" not in card.text
+
+
+def test_scores_not_given_are_shown_as_not_evaluated():
+    card = small_model().generate_model_card(dataset="dsprites", test_mig=0.3)
+    section = sections(card.text)["Disentanglement"]
+    assert "| MIG | 0.300 |" in section and "| SAP | not evaluated |" in section
+    assert "test split of dsprites against" in section  # no test_size recorded: no count
+    assert [r.metric_type for r in card.data.eval_results] == ["mig"]
+
+
+@pytest.mark.parametrize(("facts", "message"), [
+    ({"test_mig": 1.5}, r"test_mig=1.5: the MIG lies in \[0, 1\]; pass the value "
+                        r"`lightning-vae test` logged as test/mig"),
+    ({"test_sap": -0.1}, r"test_sap=-0.1: the SAP lies in \[0, 1\]"),
+    ({"test_log_likelihood": -90.0, "log_likelihood_samples": 0},
+     r"test_log_likelihood=-90.0 with log_likelihood_samples=0 \(none computed\): pass the "
+     r"number of importance samples"),
+], ids=["mig-above-1", "sap-below-0", "log-likelihood-without-samples"])
+def test_impossible_card_numbers_are_refused_by_name(facts, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        small_model().save_pretrained(tmp_path / "m", model_card_kwargs=facts)
+    assert not (tmp_path / "m").exists()

@@ -202,8 +202,8 @@ def test_a_mistyped_zoo_name_names_the_closest_model_without_asking_the_hub(hub_
     assert str(error.value) == (
         "'lightning-vae/mnist-vea' is not a zoo model; did you mean 'lightning-vae/mnist-vae'?; "
         "the zoo has lightning-vae/mnist-vae, lightning-vae/mnist-beta-vae, "
-        "lightning-vae/fashion-mnist-vae, lightning-vae/mnist-hvae (`lightning-vae zoo` lists "
-        "them)")
+        "lightning-vae/fashion-mnist-vae, lightning-vae/mnist-hvae, lightning-vae/dsprites-tcvae "
+        "(`lightning-vae zoo` lists them)")
     assert hub_server.seen == 0
 
 

@@ -24,6 +24,7 @@ import lightning_vae
 from lightning_vae import VAE, PushToHub, VAEModel, export_checkpoint, push
 from lightning_vae.cli import main
 from lightning_vae.hub.format import VERSION_KEY
+from lightning_vae.hub.zoo import card_numbers
 from lightning_vae.training.checkpoints import load_checkpoint
 
 
@@ -70,6 +71,34 @@ def test_export_records_the_checkpoints_training_settings_on_the_card_not_in_con
     assert card.data.training == {name: hparams[name] for name in VAE.training_argument_names()}
     assert card.data.training["lr"] == 1e-3 and card.data.training["iw_samples"] == 5000
     assert "| β | 1.0 |" in card.text and "| β schedule | constant |" in card.text
+
+
+SCORE_OPTIONS = ["--test-mig", "0.2", "--test-factorvae-score", "0.6", "--test-dci-d", "0.45",
+                 "--test-sap", "0.05"]
+SCORES = {"mig": 0.2, "factorvae_score": 0.6, "dci_d": 0.45, "sap": 0.05}
+
+
+def test_export_cli_puts_the_four_disentanglement_scores_on_the_card_without_a_likelihood(
+        tmp_path):
+    checkpoint = fit_tiny(tmp_path / "run").checkpoint_callback.best_model_path
+    with pytest.warns(UserWarning, match="prior samples only"):
+        main(["export", checkpoint, str(tmp_path / "hub"), "--dataset", "dsprites",
+              "--test-elbo", "-70.25", "--log-likelihood-samples", "0", *SCORE_OPTIONS])
+    numbers = card_numbers(tmp_path / "hub")
+    assert numbers.scores == SCORES and numbers.test_elbo == -70.25
+    assert numbers.test_log_likelihood is None
+    text = (tmp_path / "hub" / "README.md").read_text()
+    assert "| MIG | 0.200 |" in text and "| FactorVAE score | 0.600 |" in text
+    assert "Test log-likelihood" not in text
+
+
+def test_export_cli_refuses_a_score_outside_zero_one_in_one_line(tmp_path):
+    checkpoint = fit_tiny(tmp_path / "run").checkpoint_callback.best_model_path
+    with pytest.raises(SystemExit) as stopped, pytest.warns(UserWarning, match="prior samples"):
+        main(["export", checkpoint, str(tmp_path / "hub"), "--test-dci-d", "45"])
+    assert str(stopped.value.code).startswith(
+        "lightning-vae export: error: test_dci_d=45.0: the DCI disentanglement lies in [0, 1]")
+    assert not (tmp_path / "hub").exists()
 
 
 class Unsafe:
@@ -324,6 +353,17 @@ def test_push_cli_exports_a_checkpoint_and_uploads_it(tmp_path, token, hub_api, 
     assert 'from_pretrained("someuser/tiny")' in card
     assert "| Test ELBO | -50.00 nats per example |" in card
     assert "| β | 1.0 |" in card and "| β schedule | constant |" in card
+
+
+def test_push_cli_takes_the_disentanglement_scores_as_export_does(tmp_path, token, hub_api):
+    checkpoint = fit_tiny(tmp_path / "run").checkpoint_callback.best_model_path
+    with pytest.warns(UserWarning, match="prior samples only"):
+        main(["push", checkpoint, "--repo-id", "someuser/tcvae", "--dataset", "dsprites",
+              *SCORE_OPTIONS])
+    [upload] = hub_api.uploads
+    card = ModelCard(upload["files"]["README.md"].decode())
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results
+            if r.dataset_split == "test"} == SCORES
 
 
 def test_push_to_hub_callback_pushes_the_best_checkpoint_when_fit_ends(tmp_path, token, hub_api):
