@@ -319,16 +319,19 @@ def test_a_training_setting_is_no_override_of_a_model(saved):
 
 
 def assert_reproduces_0_1_0_outputs(model: VAEModel) -> None:
-    """What 0.1.0 computed with tests/fixtures/v0_1_0/mlp-tiny, exactly: reconstructions, KL
-    of the posterior and prior samples drawn with torch.Generator().manual_seed(0)."""
+    """What 0.1.0 computed with tests/fixtures/v0_1_0/mlp-tiny: reconstructions, KL of the
+    posterior and prior samples drawn with torch.Generator().manual_seed(0), up to float32
+    rounding (another CPU's kernels differ in the last bits, ~1e-7; a weight loaded wrongly
+    moves them by far more)."""
     expected = load_file(FIXTURES / "mlp-tiny-outputs.safetensors")
     assert type(model) is VAEModel and not model.training
     x = expected["x"]
-    assert torch.equal(model.reconstruct(x), expected["recon"])
+    float32_rounding = {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(model.reconstruct(x), expected["recon"], **float32_rounding)
     with torch.no_grad():
-        assert torch.equal(model.encode(x).kl(), expected["kl"])
+        torch.testing.assert_close(model.encode(x).kl(), expected["kl"], **float32_rounding)
     samples = model.sample(2, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(samples, expected["sample"])
+    torch.testing.assert_close(samples, expected["sample"], **float32_rounding)
 
 
 def test_a_folder_written_by_0_1_0_holds_its_training_settings_in_config_json():
