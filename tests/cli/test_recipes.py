@@ -111,7 +111,22 @@ def lightning_configs(recipe: str) -> list[str]:
         return [value for flag, value in itertools.pairwise(command) if flag == "--config"]
     if "/" not in recipe:
         return [f"recipes/{recipe}"]
-    return ["recipes/mnist_vae.yaml", f"recipes/{recipe}"]
+    return [FRAGMENT_BASES.get(recipe, "recipes/mnist_vae.yaml"), f"recipes/{recipe}"]
+
+
+FRAGMENT_BASES = {"trainer/cpu_hour.yaml": "recipes/mnist_hvae.yaml"}
+"""The recipe a fragment is made for, where it is not the default model's."""
+
+
+def test_the_cpu_hour_fragment_is_the_hierarchical_recipe_at_half_width_and_a_short_warm_up():
+    """A config file replaces a dict option whole, so the fragment repeats the recipe's
+    ``arch_options`` and ``beta_schedule``: they must differ only where it means to."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "mnist_hvae.yaml").read_text())["model"]
+    fragment = yaml.safe_load((ROOT / "recipes" / "trainer" / "cpu_hour.yaml").read_text())
+    model = fragment["model"]
+    assert model["arch_options"] == {**recipe["arch_options"], "width": 32}
+    assert model["beta_schedule"] == {**recipe["beta_schedule"], "steps": 1290}
+    assert fragment["trainer"]["max_time"] == "00:01:00:00"
 
 
 @pytest.mark.parametrize("recipe", REPOSITORY_RECIPES)
