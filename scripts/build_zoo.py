@@ -225,8 +225,7 @@ def card_arguments(model: ZooModel, scores: dict[str, float]) -> list[str]:
     arguments += ["--log-likelihood-samples", str(model.iw_samples)]
     for score in DISENTANGLEMENT_SCORES:
         if f"test/{score.metric}" in scores:
-            arguments += [f"--{score.field.replace('_', '-')}",
-                          f"{scores[f'test/{score.metric}']:.4f}"]
+            arguments += [score.option, f"{scores[f'test/{score.metric}']:.4f}"]
     return arguments
 
 

@@ -21,7 +21,7 @@ def card_options(parser: argparse.ArgumentParser) -> None:
                         "says none was computed (iw_samples=0): the card then has no "
                         "log-likelihood row")
     for score in DISENTANGLEMENT_SCORES:
-        parser.add_argument(f"--{score.field.replace('_', '-')}", type=float,
+        parser.add_argument(score.option, type=float,
                             help=f"{score.title} on the test split, in [0, 1] (the logged "
                             f"test/{score.metric}), for the card's Disentanglement section")
     parser.add_argument("--trust-checkpoint", action="store_true", dest="trusted",

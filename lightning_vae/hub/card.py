@@ -51,12 +51,25 @@ FACTORVAE_BIBTEX = """@inproceedings{kim2018disentangling,
   year = {2018},
   url = {https://arxiv.org/abs/1802.05983}
 }"""
-OBJECTIVES = {
-    "tcvae": ("β-TCVAE (Chen et al., 2018)", "beta-tcvae", TCVAE_BIBTEX),
-    "factorvae": ("FactorVAE (Kim & Mnih, 2018)", "factorvae", FACTORVAE_BIBTEX),
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the card calls a model: its kind in the summary, its Hub tag and the citation it
+    adds to the VAE paper's (None for neither)."""
+
+    name: str
+    tag: str | None = None
+    bibtex: str | None = None
+
+
+VAE_KIND = ModelKind("variational autoencoder (Kingma & Welling, 2014)")
+BETA_VAE_KIND = ModelKind("β-VAE (Higgins et al., 2017)", "beta-vae", BETA_VAE_BIBTEX)
+OBJECTIVE_KINDS = {
+    "tcvae": ModelKind("β-TCVAE (Chen et al., 2018)", "beta-tcvae", TCVAE_BIBTEX),
+    "factorvae": ModelKind("FactorVAE (Kim & Mnih, 2018)", "factorvae", FACTORVAE_BIBTEX),
 }
-"""Training objectives that name the model (its kind in the summary, a tag, a citation) instead
-of "VAE" or "β-VAE"."""
+"""Training objectives that name the model instead of "VAE" or "β-VAE"."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,11 @@ class Score:
     metric: str
     title: str
     meaning: str
+
+    @property
+    def option(self) -> str:
+        """The ``lightning-vae export`` (and ``push``) option that puts it on a card."""
+        return "--" + self.field.replace("_", "-")
 
 
 DISENTANGLEMENT_SCORES = (
@@ -160,10 +178,8 @@ def _title(facts: CardFacts) -> str:
 def _metadata(facts: CardFacts, base: ModelCardData) -> ModelCardData:
     data = ModelCardData(**base.to_dict())
     tags = set(data.tags or []) | {"vae"}
-    if _objective(facts) in OBJECTIVES:
-        tags.add(OBJECTIVES[_objective(facts)][1])
-    elif _beta(facts) not in (None, 1):
-        tags.add("beta-vae")
+    if tag := _kind(facts).tag:
+        tags.add(tag)
     if facts.training:
         data.training = facts.training
     if facts.dataset:
@@ -191,14 +207,8 @@ def _metadata(facts: CardFacts, base: ModelCardData) -> ModelCardData:
 
 
 def _summary(facts: CardFacts) -> str:
-    if _objective(facts) in OBJECTIVES:
-        kind = OBJECTIVES[_objective(facts)][0]
-    elif _beta(facts) not in (None, 1):
-        kind = "β-VAE (Higgins et al., 2017)"
-    else:
-        kind = "variational autoencoder (Kingma & Welling, 2014)"
     data = f"on {facts.dataset}" if facts.dataset else "(training data not recorded)"
-    return (f"# {_title(facts)}\n\nA {kind} {data}, trained with "
+    return (f"# {_title(facts)}\n\nA {_kind(facts).name} {data}, trained with "
             f"[lightning-vae]({REPO_URL}) {lightning_vae.__version__}.")
 
 
@@ -215,10 +225,14 @@ def _beta(facts: CardFacts) -> float | None:
     return (facts.training or {}).get("beta")
 
 
-def _objective(facts: CardFacts) -> str | None:
-    """The name of the objective the weights were trained with (None when not recorded)."""
+def _kind(facts: CardFacts) -> ModelKind:
+    """The kind of model the card names: the objective's when it names the model (β-TCVAE,
+    FactorVAE), else a β-VAE when β is not 1, else a VAE."""
     objective = (facts.training or {}).get("objective")
-    return objective.get("name") if isinstance(objective, dict) else objective
+    name = objective.get("name") if isinstance(objective, dict) else objective
+    if name in OBJECTIVE_KINDS:
+        return OBJECTIVE_KINDS[name]
+    return BETA_VAE_KIND if _beta(facts) not in (None, 1) else VAE_KIND
 
 
 def _named(setting: Any) -> str:
@@ -313,8 +327,6 @@ def _usage(facts: CardFacts) -> str:
 def _citation(facts: CardFacts) -> str:
     entries = [PACKAGE_BIBTEX.format(url=REPO_URL, version=lightning_vae.__version__),
                VAE_BIBTEX]
-    if _objective(facts) in OBJECTIVES:
-        entries.append(OBJECTIVES[_objective(facts)][2])
-    elif _beta(facts) not in (None, 1):
-        entries.append(BETA_VAE_BIBTEX)
+    if bibtex := _kind(facts).bibtex:
+        entries.append(bibtex)
     return "## Citation\n\n```bibtex\n" + "\n\n".join(entries) + "\n```"

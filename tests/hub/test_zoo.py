@@ -370,8 +370,7 @@ def test_zoo_card_states_its_numbers_and_how_and_where_it_was_made(model):
         assert all(0 <= value <= 1 for value in numbers.scores.values())
         assert "## Disentanglement" in card.text and "(10000 images)" in card.text
         for score in DISENTANGLEMENT_SCORES:
-            assert f"--{score.field.replace('_', '-')} {numbers.scores[score.metric]:.4f}" \
-                in card.text
+            assert f"{score.option} {numbers.scores[score.metric]:.4f}" in card.text
     else:
         assert numbers.scores == {}
     if data_options(model).get("source") == "rendered":
