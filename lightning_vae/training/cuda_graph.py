@@ -151,22 +151,22 @@ AUTOMATIC_STEPS = "epoch_loop.automatic_optimization.optim_progress"
 MANUAL_STEPS = "epoch_loop.manual_optimization.optim_step_progress"
 
 
-def carry_optimizer_steps(checkpoint: dict[str, Any], automatic: bool) -> None:
-    """Let a run resume at its step when ``cuda_graph`` changed since the checkpoint.
+def carry_optimizer_steps(checkpoint: dict[str, Any]) -> None:
+    """Let a run resume at its step whether or not it optimizes as the checkpointed run did.
 
     Lightning counts ``global_step`` in the loop of the optimization in use (automatic, or the
-    manual one a graphed run uses) and restores only that loop's count, so a graphed run resumed
-    without the graph (on several GPUs, say), or the other way round, would restart at step 0:
-    the β schedule and the per-step noise seeds with it. Copies the other loop's count into the
-    one this run uses, in ``checkpoint`` (before Lightning restores its loops from it).
+    manual one of a graphed run or of :mod:`~lightning_vae.training.direct_step`) and restores
+    only that loop's count, so a run resumed in the other kind (a graphed run on several GPUs,
+    say) would restart at step 0: the β schedule and the per-step noise seeds with it. Sets both
+    loops' counts to the larger of the two, in ``checkpoint`` (before Lightning restores its
+    loops from it): only the loop in use advances, so the larger count is the run's.
     """
     fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
     if AUTOMATIC_STEPS not in fit_loop or MANUAL_STEPS not in fit_loop:
         return
     automatic_steps = fit_loop[AUTOMATIC_STEPS]["optimizer"]["step"]
     manual_steps = fit_loop[MANUAL_STEPS]
-    if automatic and not automatic_steps["total"]["completed"]:
-        fit_loop[AUTOMATIC_STEPS]["optimizer"]["step"] = copy.deepcopy(manual_steps)
-    elif not automatic and not manual_steps["total"]["completed"]:
+    if automatic_steps["total"]["completed"] > manual_steps["total"]["completed"]:
         fit_loop[MANUAL_STEPS] = copy.deepcopy(automatic_steps)
-
+    else:
+        fit_loop[AUTOMATIC_STEPS]["optimizer"]["step"] = copy.deepcopy(manual_steps)

@@ -3,7 +3,7 @@
 
 It owns what training needs and the model does not: the objective and its schedule, the
 optimizer settings, the evaluation metrics, the noise seeding (:mod:`.noise`) and the speed path
-(:mod:`.fast_path`, :mod:`.cuda_graph`, :mod:`.step_logging`). Its constructor's first eight
+(:mod:`.fast_path`, :mod:`.cuda_graph`, :mod:`.direct_step`, :mod:`.step_logging`). Its constructor's first eight
 arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
 """
 
@@ -35,6 +35,7 @@ from lightning_vae.model import DiagonalGaussian, VAEModel
 from lightning_vae.model.validation import check_batch, unchecked_inputs
 from lightning_vae.objectives import Objective, build_objective
 from lightning_vae.training.cuda_graph import GraphedTrainingPass, carry_optimizer_steps
+from lightning_vae.training.direct_step import can_step_directly
 from lightning_vae.training.empty_hooks import TRAINING_HOOKS, skip_empty_hooks
 from lightning_vae.training.fast_path import (
     COMPILE_MODES,
@@ -263,12 +264,12 @@ class VAE(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Read 0.1.0 checkpoints (weights at the top level of the state dict), record the step
-        the weights were trained to, and carry the optimizer steps across a change of
-        ``cuda_graph``."""
+        the weights were trained to, and carry the optimizer steps across a change between
+        automatic and manual optimization (``cuda_graph``, :mod:`.direct_step`)."""
         upgrade_state_dict(checkpoint.get("state_dict", {}))
         check_checkpoint_shapes(checkpoint.get("state_dict", {}), self.state_dict())
         self._weights_step = checkpoint.get("global_step", 0)
-        carry_optimizer_steps(checkpoint, automatic=self.automatic_optimization)
+        carry_optimizer_steps(checkpoint)
 
     # --- sampling noise ----------------------------------------------------------------------
 
@@ -369,6 +370,9 @@ class VAE(pl.LightningModule):
     def on_train_start(self) -> None:
         self._steps_read = StepsRead(self.trainer)  # a run resumed mid-epoch starts no epoch
         if self._graphed_pass is None:
+            own_step = type(self).training_step is VAE.training_step  # it runs the direct step
+            if self.automatic_optimization and own_step and can_step_directly(self.trainer, self):
+                self.automatic_optimization = False  # see _direct_training_step
             return
         if self.trainer.lr_scheduler_configs:
             raise ValueError(
@@ -399,6 +403,21 @@ class VAE(pl.LightningModule):
         optimizer._on_after_step()
         return means
 
+    def _direct_training_step(self, x: Tensor) -> dict[str, Tensor]:
+        """Automatic optimization's step, called directly (:mod:`.direct_step`): the gradients
+        unset, the loss, its backward, the optimizer's step counted by Lightning's wrapper as
+        one optimizer step, then the learning-rate schedule's step."""
+        optimizer = self.optimizers()
+        optimizer.optimizer.zero_grad()
+        means = self._objective(self._training_terms(x))
+        means["loss"].backward()
+        optimizer._on_before_step()
+        optimizer.optimizer.step()
+        optimizer._on_after_step()
+        if (scheduler := self.lr_schedulers()) is not None:
+            scheduler.step()
+        return means
+
     def _adversarial_training_step(self, x: Tensor) -> dict[str, Tensor]:
         """One step of the VAE and of the objective's discriminator, each with its optimizer,
         from one backward pass of the sum of their losses (which share no parameter's
@@ -418,20 +437,22 @@ class VAE(pl.LightningModule):
 
     @signature_stored
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """The objective's loss on the batch (with ``cuda_graph``, also its backward and
-        optimizer step). Logs every term, as device tensors, at every step whose values
+        """The objective's loss on the batch (without automatic optimization, also its backward
+        and optimizer step). Logs every term, as device tensors, at every step whose values
         Lightning passes on (:func:`~lightning_vae.training.step_logging.step_values_read`:
         each logger write and the epoch's last step); ``train/loss`` also goes to the progress
         bar whenever it redraws, on the CPU only."""
         x = images_of(batch)
+        read = self._steps_read(batch_idx)  # before a step taken here counts in global_step
         if self.automatic_optimization:
             means = self._objective(self._training_terms(x))
         elif self.adversarial:
             means = self._adversarial_training_step(x)
+        elif self._graphed_pass is None:
+            means = self._direct_training_step(x)
         else:  # the graph's outputs are overwritten by the next replay: return a copy
             means = self._graphed_training_step(x)
             means["loss"] = means["loss"].clone()
-        read = self._steps_read(batch_idx)
         in_bar = per_step_progress_bar(self.device)  # the same for every step of a run
         if read or (in_bar and progress_bar_refreshes(self.trainer, batch_idx)):
             self.log("train/loss", means["loss"], prog_bar=in_bar)

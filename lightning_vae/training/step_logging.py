@@ -96,8 +96,7 @@ class StepsRead:
         """Whether the values logged by training step ``batch_idx`` of the epoch are read."""
         if self.every_step or batch_idx >= self.last_batch:
             return True
-        # With cuda_graph the optimizer has stepped already: the step before the last counts too.
-        if 0 <= self.max_steps <= self.trainer.global_step + 1:
+        if 0 <= self.max_steps <= self.trainer.global_step + 1:  # asked before the step
             return True
         connector = getattr(self.trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True))

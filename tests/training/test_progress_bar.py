@@ -38,7 +38,7 @@ def test_the_training_loss_is_logged_for_the_bar_only_at_its_redraws():
 
     class RecordsLogging(VAE):
         def log(self, name, value, *args, **kwargs):
-            logged.append((self.trainer.global_step, name))
+            logged.append((self.trainer.fit_loop.epoch_loop.batch_idx, name))
             super().log(name, value, *args, **kwargs)
 
     class RecordsBar(pl.Callback):
@@ -53,7 +53,7 @@ def test_the_training_loss_is_logged_for_the_bar_only_at_its_redraws():
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(56)), batch_size=8))
     # read at 0, .04, ..., .24 s: redraws at batches 1 and 4 (0.1 s on) and 7 (the last)
     assert shown == [1, 1, 1, 4, 4, 4, 7]
-    assert [step for step, name in logged if name == "train/loss"] == [0, 3, 6]
+    assert [batch for batch, name in logged if name == "train/loss"] == [0, 3, 6]
     assert set(trainer.progress_bar_metrics) == {"train/loss"}
 
 

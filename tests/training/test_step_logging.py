@@ -51,7 +51,7 @@ def test_the_training_loss_is_logged_for_the_bar_only_when_it_redraws():
 
     class RecordsLogging(VAE):
         def log(self, name, value, *args, **kwargs):
-            logged.append((self.trainer.global_step, name))
+            logged.append((self.trainer.fit_loop.epoch_loop.batch_idx, name))
             super().log(name, value, *args, **kwargs)
 
     model = RecordsLogging(image_shape=(1, 8, 8), latent_dim=2, arch="mlp", iw_samples=0)
@@ -60,7 +60,7 @@ def test_the_training_loss_is_logged_for_the_bar_only_when_it_redraws():
                          accelerator="cpu", callbacks=[TQDMProgressBar(refresh_rate=3)])
     trainer.fit(model, DataLoader(TensorDataset(tiny_bars(56)), batch_size=8))
     # batches 3 and 6 (refresh_rate) and 7 (the epoch's last), which is also read by loggers
-    assert [step for step, name in logged if name == "train/loss"] == [2, 5, 6]
+    assert [batch for batch, name in logged if name == "train/loss"] == [2, 5, 6]
     assert set(trainer.progress_bar_metrics) == {"train/loss"}
 
 
