@@ -3,8 +3,9 @@
 
 It owns what training needs and the model does not: the objective and its schedule, the
 optimizer settings, the evaluation metrics, the noise seeding (:mod:`.noise`) and the speed path
-(:mod:`.fast_path`, :mod:`.cuda_graph`, :mod:`.direct_step`, :mod:`.step_logging`). Its constructor's first eight
-arguments are the model's; ``self.model`` is what ``save_pretrained`` writes.
+(:mod:`.fast_path`, :mod:`.cuda_graph`, :mod:`.direct_step`, :mod:`.step_logging`). Its
+constructor's first eight arguments are the model's; ``self.model`` is what ``save_pretrained``
+writes.
 """
 
 import inspect

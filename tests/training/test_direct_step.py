@@ -62,20 +62,24 @@ def fit(model: VAE, steps: int = 12, callbacks: tuple = (), ckpt_path: str | Non
     return record
 
 
-def seeded_fit(callbacks: tuple = (), **options) -> tuple[VAE, RecordSteps]:
+def seeded_fit(callbacks: tuple = (), precision: str = "32-true", **options
+               ) -> tuple[VAE, RecordSteps]:
     pl.seed_everything(0)
     model = tiny_model(**options)
-    return model, fit(model, callbacks=callbacks)
+    return model, fit(model, callbacks=callbacks, precision=precision)
 
 
-@pytest.mark.parametrize("options", [{}, {"lr_schedule": COSINE}], ids=["constant", "cosine"])
-def test_a_default_fit_steps_directly_and_trains_exactly_as_automatic_optimization(options):
+@pytest.mark.parametrize("options, precision", [
+    ({}, "32-true"), ({"lr_schedule": COSINE}, "32-true"), ({}, "bf16-mixed")],
+    ids=["constant", "cosine", "bf16"])
+def test_a_default_fit_steps_directly_and_trains_exactly_as_automatic_optimization(options,
+                                                                                   precision):
     """A gradient-reading callback keeps automatic optimization (and is called at every step);
     without it the steps are direct. Same seed, same batches: same weights, steps, β and
-    learning rates, the cosine schedule stepped once a step."""
+    learning rates, the cosine schedule stepped once a step; in bf16 autocast too."""
     norms = CountGradientNorms()
-    automatic, automatic_steps = seeded_fit(callbacks=(norms,), **options)
-    direct, direct_steps = seeded_fit(**options)
+    automatic, automatic_steps = seeded_fit(callbacks=(norms,), precision=precision, **options)
+    direct, direct_steps = seeded_fit(precision=precision, **options)
     assert automatic_steps.automatic == [True] * 12 and direct_steps.automatic == [False] * 12
     assert len(norms.norms) == 12 and all(n > 0 for n in norms.norms)
     assert direct_steps.steps == automatic_steps.steps == list(range(1, 13))
@@ -131,11 +135,6 @@ def test_a_training_step_of_a_subclass_keeps_automatic_optimization_which_steps_
     trainer.fit(model, loader())
     assert model.automatic_optimization and trainer.global_step == 2
     assert not any(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-
-
-def test_bf16_mixed_precision_steps_directly():
-    record = fit(tiny_model(), steps=3, precision="bf16-mixed")
-    assert record.automatic == [False] * 3 and record.steps == [1, 2, 3]
 
 
 def saved(tmp_path, name: str) -> str:
