@@ -23,7 +23,8 @@ The probe that marks the steps is left out of the counts; in (b) Lightning's dis
 hook (one callback, one hook) is not. Run through ``benchmarks/profile_step.py --host-only``;
 with ``--eager``, the pipelines run the recipe's own CPU settings instead, without a graph: their
 steps run whole, so the CPU time includes the arithmetic ("+ device"), and the bytecodes are
-those of the CPU's training step (automatic optimization in (b)).
+those of the CPU's training step (in (b), the direct step of
+``lightning_vae/training/direct_step.py``).
 """
 
 from __future__ import annotations
@@ -221,6 +222,10 @@ def loop_host_work(spec: Spec, meter: StepMeter, top: int) -> HostWork:
     """(a'): the hand-written loop; over a graphed pass, its replays doing nothing."""
     loop = loop_pipeline(spec)
     graphed = hasattr(loop.training_step, "graph")
+    if meter.steps > len(loop.loader):
+        raise SystemExit(f"--warmup, --steps and --counted make {meter.steps} steps, more than "
+                         f"one epoch ({len(loop.loader)} batches of {spec.batch_size}): lower "
+                         "--steps or the batch size")
     batches = iter(loop.loader)
     for index in range(meter.steps):
         x, _ = next(batches)

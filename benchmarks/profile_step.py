@@ -99,7 +99,7 @@ def main() -> None:
                         help="--host-only: steps whose bytecodes are counted")
     parser.add_argument("--eager", action="store_true",
                         help="--host-only: count the CPU's eager steps instead (the recipe's "
-                             "settings, automatic optimization, arithmetic included), with (b)'s "
+                             "settings, arithmetic included), with (b)'s "
                              "progress bar off (it redraws by the clock, and tracing is slow)")
     args = parser.parse_args()
     if args.host_only:

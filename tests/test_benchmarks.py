@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -107,6 +109,15 @@ def test_without_a_graph_the_whole_steps_are_measured_and_said_to_be(shared_mnis
     assert loop.device_work and package.device_work
     assert package.bytecodes_per_step > loop.bytecodes_per_step > 0
     assert loop.by_package["torch"] > 0  # the eager step's Python: modules, Adam
+
+
+def test_host_work_longer_than_an_epoch_is_refused_naming_the_limit(shared_mnist_dir):
+    from host_work import StepMeter, loop_host_work
+
+    spec = Spec(name="(a')", kind="loop", model="tiny", batch_size=128, epochs=0,
+                limit_batches=None, device="cpu", data_dir=str(shared_mnist_dir))
+    with pytest.raises(SystemExit, match=r"make 501 steps, more than one epoch \(469 batches"):
+        loop_host_work(spec, StepMeter(warmup=100, timed=300, counted=100), top=3)
 
 
 def test_profile_step_host_only_prints_both_pipelines_per_step(shared_mnist_dir):
