@@ -484,6 +484,10 @@ def child(spec_json: str) -> None:
     spec = Spec(**json.loads(spec_json))
     if spec.threads:
         torch.set_num_threads(spec.threads)
+    if spec.kind == "loop":  # (b)'s CPU setting, which lightning-vae makes when it starts
+        from lightning_vae.training.subnormals import flush_subnormals
+
+        flush_subnormals()
     run = {"example": run_example, "loop": run_loop, "package": run_package}[spec.kind]
     result = run(spec)
     print(json.dumps(asdict(result)))

@@ -34,6 +34,7 @@ from lightning_vae.training import (
     PushToHub,
     ReuseFreedMemory,
     export_checkpoint,
+    flush_subnormals,
     push,
 )
 
@@ -67,6 +68,7 @@ __all__ = [
     "available_architectures",
     "build_objective",
     "export_checkpoint",
+    "flush_subnormals",
     "from_pretrained",
     "push",
     "register_architecture",

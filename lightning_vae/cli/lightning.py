@@ -33,6 +33,7 @@ from lightning_vae.training.last_checkpoint import (
 )
 from lightning_vae.training.module import VAE
 from lightning_vae.training.progress_bar import TimedProgressBar
+from lightning_vae.training.subnormals import flush_subnormals
 
 WANDB_LOGGER = {
     "class_path": "pytorch_lightning.loggers.WandbLogger",
@@ -241,7 +242,10 @@ class VAECLI(LightningCLI):
 
 def run_lightning(argv: list[str], run: bool = True) -> VAECLI:
     """Run a Lightning subcommand (fit, validate, test) with ``argv``; with ``run=False``,
-    ``argv`` holds no subcommand and the CLI only builds the model and data."""
+    ``argv`` holds no subcommand and the CLI only builds the model and data. Subnormal floats
+    are flushed to zero from here on, in the threads torch starts after this call
+    (:mod:`~lightning_vae.training.subnormals`)."""
+    flush_subnormals()  # before the model and data are built, which start torch's threads
     safe_yaml.install()  # --config files and values: no alias bombs
     with warnings.catch_warnings():  # main() hands over sys.argv itself, on purpose
         warnings.filterwarnings("ignore", message=".*provide both args and command line")

@@ -6,7 +6,8 @@ from lightning_vae.training.ema import EMA
 from lightning_vae.training.export import PushToHub, export_checkpoint, push
 from lightning_vae.training.host_memory import ReuseFreedMemory
 from lightning_vae.training.module import VAE
+from lightning_vae.training.subnormals import flush_subnormals
 from lightning_vae.training.traversals import LatentTraversals
 
 __all__ = ["EMA", "VAE", "ImagePanels", "LatentDiagnostics", "LatentTraversals", "PushToHub",
-           "ReuseFreedMemory", "export_checkpoint", "push"]
+           "ReuseFreedMemory", "export_checkpoint", "flush_subnormals", "push"]
