@@ -3,10 +3,10 @@
 Adam's first moment of a weight whose gradient is zero at most steps (a first-layer weight of a
 pixel that is black in nearly every MNIST image, the weights after a unit that ReLU switched off)
 decays by β1 = 0.9 a step: a few hundred steps after its last gradient it is below 1.2e-38,
-a subnormal float, and stays one for hundreds of steps more. x86 CPUs compute with subnormal
-operands in microcode, a hundred times slower, so the optimizer's step slows down: the MLP VAE's
-CPU step went from 5.5 to 7.0 ms after about 700 steps and stayed there (docs/results.md,
-issue 26). Flushing them to zero changes nothing above 1.2e-38.
+a subnormal float, and stays one for about 150 steps more. x86 CPUs compute with subnormal
+operands in microcode, far slower, so the optimizer's step (their only reader) slows down: the
+MLP VAE's CPU step went from 5.5 to 7.0 ms after about 700 steps and stayed there
+(docs/results.md, issue 26). Flushing them to zero changes nothing above 1.2e-38.
 
 The setting (``torch.set_flush_denormal``: the CPU's flush-to-zero and denormals-are-zero flags)
 belongs to a thread, and a thread starts with its creator's. Set before torch starts its
