@@ -7,9 +7,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from training_models import tiny_bars
 
 from lightning_vae import VAE
-from tests.training_models import tiny_bars
 
 WARMUP = {"name": "linear", "steps": 10}
 COSINE = {"name": "cosine", "warmup_steps": 3}
