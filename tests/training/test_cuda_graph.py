@@ -37,15 +37,17 @@ def gpu_loader(n: int, batch_size: int, drop_last: bool) -> DeviceLoader:
 
 
 class RecordSteps(pl.Callback):
-    """What each training step left behind: global step, logged β, whether it was replayed."""
+    """What each training step left behind: global step, logged β, whether it went through the
+    graphed pass and whether it was replayed."""
 
     def __init__(self) -> None:
-        self.steps, self.betas, self.replayed = [], [], []
+        self.steps, self.betas, self.graphed, self.replayed = [], [], [], []
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.steps.append(trainer.global_step)
         self.betas.append(float(trainer.callback_metrics["train/beta"]))
         graphed = module._graphed_pass
+        self.graphed.append(graphed is not None)
         self.replayed.append(graphed is not None and graphed.captured)
 
 
@@ -171,6 +173,7 @@ def test_a_checkpoint_resumes_at_its_step_with_or_without_the_graph(
     record = fit(resumed, loader, steps=8, ckpt_path=checkpoint)
     assert record.steps == [5, 6, 7, 8]
     assert record.betas == pytest.approx([0.4, 0.5, 0.6, 0.7])
+    assert record.graphed == [resumed_graphed] * 4
 
 
 @pytest.mark.parametrize("trainer_options, message", [
